@@ -1,0 +1,1 @@
+"""kb's command-line interface: parse, call one core function, render."""

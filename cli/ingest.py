@@ -1,0 +1,137 @@
+"""`kb ingest PATH...`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from cli.options import ConfigOpt, JsonOpt, KbOpt, load
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from core.results import IngestProgress
+
+
+def ingest_command(
+    paths: Annotated[
+        list[Path], typer.Argument(help="Folders or files to index.", show_default=False)
+    ],
+    include: Annotated[
+        list[str] | None,
+        typer.Option("--include", help="Only files matching this glob (repeatable)."),
+    ] = None,
+    exclude: Annotated[
+        list[str] | None,
+        typer.Option("--exclude", help="Skip files matching this glob (repeatable)."),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print the plan; write nothing.")
+    ] = False,
+    rebuild: Annotated[
+        bool, typer.Option("--rebuild", help="Delete the knowledge base and index from scratch.")
+    ] = False,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Exit 5 when any file could not be indexed.")
+    ] = False,
+    hidden: Annotated[
+        bool, typer.Option("--hidden", help="Also read hidden files and folders.")
+    ] = False,
+    no_gitignore: Annotated[
+        bool, typer.Option("--no-gitignore", help="Also read paths that .gitignore files exclude.")
+    ] = False,
+    config: ConfigOpt = None,
+    kb: KbOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Index folders and files into the knowledge base, keeping it in step with them.
+
+    Example: kb ingest ./docs --exclude 'drafts/*'
+    """
+    from cli.app import ExitCode
+    from cli.output import Output
+    from core.cache import EmbeddingCache
+    from core.config import kb_home
+    from core.engine import open_engine
+    from core.errors import ConfigError
+    from core.ingest import ingest, resolve_roots
+
+    ingest_flags = {
+        "include": tuple(include) if include else None,
+        "exclude": tuple(exclude) if exclude else None,
+        "hidden": True if hidden else None,
+        "gitignore": False if no_gitignore else None,
+    }
+    settings = load(config, kb, ingest=ingest_flags).settings
+    if dry_run and rebuild:
+        raise ConfigError("--dry-run and --rebuild cannot be combined", hint="drop one of them")
+    resolve_roots(paths)  # a missing path is a usage error before anything is opened
+    out = Output(as_json=as_json)
+    with open_engine(settings, purpose="write", rebuild=rebuild) as engine:
+        assert engine.embedder is not None
+        cache = None
+        if settings.embedding.cache and not dry_run:
+            cache = EmbeddingCache(
+                kb_home(settings.kb.home) / "embedding-cache.sqlite3", engine.embedder.fingerprint
+            )
+        try:
+            with _progress_bar(out) as on_progress:
+                report = ingest(
+                    paths, engine, dry_run=dry_run, cache=cache, on_progress=on_progress
+                )
+        finally:
+            if cache is not None:
+                cache.close()
+    out.ingest_report(report)
+    if strict and report.problems:
+        raise typer.Exit(ExitCode.INCOMPLETE)
+
+
+class _progress_bar:
+    """A Rich progress bar on stderr when it is a terminal; otherwise silent."""
+
+    def __init__(self, out: object) -> None:
+        from rich.progress import (
+            BarColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        from cli.output import Output
+
+        assert isinstance(out, Output)
+        self.progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total} chunks"),
+            TextColumn("{task.fields[files]}"),
+            TextColumn("{task.fields[rate]}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=out.err,
+            transient=True,
+            disable=not out.err.is_terminal,
+        )
+        self.task = self.progress.add_task("reading", total=None, files="", rate="")
+
+    def __enter__(self) -> Callable[[IngestProgress], None]:
+        self.progress.start()
+        return self.update
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def update(self, tick: IngestProgress) -> None:
+        rate = f"{tick.chunks_done / tick.embed_seconds:.1f} chunks/s" if tick.embed_seconds else ""
+        self.progress.update(
+            self.task,
+            description=tick.phase,
+            completed=tick.chunks_done,
+            total=tick.chunks_total or None,
+            files=f"{tick.files_done}/{tick.files_total} files",
+            rate=rate,
+        )

@@ -1,0 +1,36 @@
+"""Options shared by commands, spelled once, and the one place commands load settings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+if TYPE_CHECKING:
+    from core.config import LoadedSettings
+
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        help="config.toml to read (default: $KB_CONFIG, else ./config.toml if present).",
+        show_default=False,
+    ),
+]
+KbOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--kb", help="Name of the knowledge base to use (default: [kb].name).", show_default=False
+    ),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
+
+
+def load(config: Path | None, kb: str | None, **sections: dict[str, Any]) -> LoadedSettings:
+    """Settings for one command: files and environment, then the command's own flags."""
+    from core.config import load_settings
+
+    overrides: dict[str, dict[str, Any]] = {"kb": {"name": kb}}
+    overrides.update(sections)
+    return load_settings(config, overrides=overrides)

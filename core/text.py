@@ -1,0 +1,258 @@
+"""Text analysis shared by chunking and keyword search: language, sentences, BM25 sparse vectors.
+
+One tokenizer serves mixed Chinese/English text: CJK runs are segmented with jieba
+(`lcut_for_search`, one-character words kept), Latin words are lower-cased, stop-word filtered and
+Snowball-stemmed. Sparse vectors carry the BM25 term-frequency part; the IDF part lives in the
+engine (Qdrant's IDF modifier), so it stays right as documents come and go.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import unicodedata
+import zlib
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from functools import cache
+
+ANALYZER_VERSION = "jieba-snowball-v1"
+BM25_K1 = 1.2
+BM25_B = 0.75
+BM25_AVG_LEN = 256.0
+
+_CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+_CJK_RUN = re.compile(f"[{_CJK}]+")
+_TOKEN = re.compile(f"[{_CJK}]+|[^\\W_]+", re.UNICODE)
+_LATIN = re.compile(r"[A-Za-z]+")
+_SENTENCE_END = re.compile(
+    r"(?<=[。！？；])"  # Chinese sentence punctuation
+    r"|(?<=[.!?;])\s+|(?<=[.!?;][\"')\]])\s+"  # English, optionally closed by a quote/bracket
+    r"|\n\s*\n"  # blank line
+    r"|\n(?=[ \t]*(?:[-*+•]\s|\d+[.)]\s|#|\|))"  # a list item, heading or table row
+)
+
+_STOPWORDS = frozenset(
+    [
+        "a",
+        "about",
+        "above",
+        "after",
+        "again",
+        "against",
+        "all",
+        "am",
+        "an",
+        "and",
+        "any",
+        "are",
+        "as",
+        "at",
+        "be",
+        "because",
+        "been",
+        "before",
+        "being",
+        "below",
+        "between",
+        "both",
+        "but",
+        "by",
+        "can",
+        "could",
+        "did",
+        "do",
+        "does",
+        "doing",
+        "down",
+        "during",
+        "each",
+        "few",
+        "for",
+        "from",
+        "further",
+        "had",
+        "has",
+        "have",
+        "having",
+        "he",
+        "her",
+        "here",
+        "hers",
+        "herself",
+        "him",
+        "himself",
+        "his",
+        "how",
+        "i",
+        "if",
+        "in",
+        "into",
+        "is",
+        "it",
+        "its",
+        "itself",
+        "just",
+        "me",
+        "more",
+        "most",
+        "my",
+        "myself",
+        "no",
+        "nor",
+        "not",
+        "now",
+        "of",
+        "off",
+        "on",
+        "once",
+        "only",
+        "or",
+        "other",
+        "our",
+        "ours",
+        "ourselves",
+        "out",
+        "over",
+        "own",
+        "same",
+        "she",
+        "should",
+        "so",
+        "some",
+        "such",
+        "than",
+        "that",
+        "the",
+        "their",
+        "theirs",
+        "them",
+        "themselves",
+        "then",
+        "there",
+        "these",
+        "they",
+        "this",
+        "those",
+        "through",
+        "to",
+        "too",
+        "under",
+        "until",
+        "up",
+        "very",
+        "was",
+        "we",
+        "were",
+        "what",
+        "when",
+        "where",
+        "which",
+        "while",
+        "who",
+        "whom",
+        "why",
+        "will",
+        "with",
+        "would",
+        "you",
+        "your",
+        "yours",
+        "yourself",
+        "yourselves",
+    ]
+)
+
+
+@dataclass(frozen=True)
+class Sentence:
+    """A sentence and its character span in the text it came from."""
+
+    text: str
+    start: int
+    end: int
+
+
+def detect_language(text: str) -> str:
+    """`zh` when CJK characters outweigh Latin words, `en` for Latin script, else `other`."""
+    cjk = sum(len(run) for run in _CJK_RUN.findall(text))
+    latin_words = len(_LATIN.findall(text))
+    if cjk == 0 and latin_words == 0:
+        return "other"
+    # A Chinese character carries about as much as an English word.
+    return "zh" if cjk >= latin_words else "en"
+
+
+def split_sentences(text: str, offset: int = 0) -> list[Sentence]:
+    """Sentences with their spans; Chinese (。！？；) and English boundaries and blank lines."""
+    sentences: list[Sentence] = []
+    start = 0
+    for match in _SENTENCE_END.finditer(text):
+        end = match.start()
+        if end > start:
+            _append_stripped(sentences, text, start, end, offset)
+        start = max(match.end(), start)
+    _append_stripped(sentences, text, start, len(text), offset)
+    return sentences
+
+
+def _append_stripped(out: list[Sentence], text: str, start: int, end: int, offset: int) -> None:
+    piece = text[start:end]
+    stripped = piece.strip()
+    if not stripped:
+        return
+    lead = len(piece) - len(piece.lstrip())
+    begin = start + lead
+    out.append(Sentence(stripped, offset + begin, offset + begin + len(stripped)))
+
+
+@cache
+def _jieba_cut() -> Callable[[str], list[str]]:
+    import jieba
+
+    jieba.setLogLevel(logging.WARNING)
+    cut: Callable[[str], list[str]] = jieba.lcut_for_search
+    return cut
+
+
+@cache
+def _stem() -> Callable[[str], str]:
+    import snowballstemmer
+
+    stemmer = snowballstemmer.stemmer("english")
+    stem: Callable[[str], str] = stemmer.stemWord
+    return stem
+
+
+def tokenize(text: str) -> Iterator[str]:
+    """Keyword tokens for BM25: jieba words for CJK, stemmed non-stop-words otherwise."""
+    normalised = unicodedata.normalize("NFKC", text).lower()
+    for match in _TOKEN.finditer(normalised):
+        token = match.group()
+        if _CJK_RUN.fullmatch(token):
+            for word in _jieba_cut()(token):
+                if word.strip():
+                    yield word
+        elif token not in _STOPWORDS:
+            yield _stem()(token) if token.isascii() else token
+
+
+def _term_id(token: str) -> int:
+    return zlib.crc32(token.encode("utf-8"))
+
+
+def sparse_document(text: str) -> tuple[list[int], list[float]]:
+    """BM25 term-frequency weights of a document, as (indices, values); IDF is applied by the engine."""
+    counts = Counter(_term_id(token) for token in tokenize(text))
+    length = sum(counts.values())
+    norm = BM25_K1 * (1 - BM25_B + BM25_B * length / BM25_AVG_LEN)
+    indices = sorted(counts)
+    values = [counts[i] * (BM25_K1 + 1) / (counts[i] + norm) for i in indices]
+    return indices, values
+
+
+def sparse_query(text: str) -> tuple[list[int], list[float]]:
+    """A query's distinct terms, each weighted 1."""
+    indices = sorted({_term_id(token) for token in tokenize(text)})
+    return indices, [1.0] * len(indices)
