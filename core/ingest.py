@@ -27,7 +27,7 @@ from core.chunking import chunk_text
 from core.config import Settings
 from core.engine import Engine
 from core.errors import ConfigError
-from core.loaders import NotText, UnreadableFile, kind_of, load
+from core.loaders import SNIFF_BYTES, NotText, UnreadableFile, kind_of, load
 from core.results import FileProblem, IngestProgress, IngestReport, RenamedFile
 from core.text import detect_language
 
@@ -103,7 +103,7 @@ def ingest(
         added=tuple(c.rel_path for c, _ in plan.added),
         changed=tuple(c.rel_path for c, _ in plan.changed),
         renamed=tuple(RenamedFile(str(old["path"]), new.rel_path) for old, new, _ in plan.renamed),
-        deleted=tuple(str(r.get("path")) for r in plan.deleted),
+        deleted=tuple(_display(str(r["doc_id"]), roots) for r in plan.deleted),
         unchanged=len(plan.unchanged),
         ignored=plan.ignored,
     )
@@ -115,10 +115,17 @@ def ingest(
     for record in plan.deleted:
         engine.store.delete(str(record["doc_id"]))
     problems = list(plan.problems)
-    stats = _write_changes(plan, engine, cache, problems, progress)
+    stats, written = _write_changes(plan, engine, cache, problems, progress)
     engine.store.flush()
     return replace(
         report,
+        added=tuple(c.rel_path for c, _ in plan.added if str(c.abs_path) in written),
+        changed=tuple(c.rel_path for c, _ in plan.changed if str(c.abs_path) in written),
+        renamed=tuple(
+            r
+            for r, (_, c, _) in zip(report.renamed, plan.renamed, strict=True)
+            if str(c.abs_path) in written
+        ),
         problems=tuple(problems),
         failed=tuple(p.path for p in problems if p.stage == "read"),
         chunks_written=stats["written"],
@@ -174,10 +181,8 @@ def _make_plan(roots: Sequence[Path], engine: Engine, settings: Settings) -> _Pl
                 del in_scope[str(source["doc_id"])]
             else:
                 plan.added.append((candidate, digest))
-        elif record.get("file_hash") == digest and record.get("root") == str(candidate.root):
+        elif record.get("file_hash") == digest:
             plan.unchanged.append(candidate)
-        elif record.get("file_hash") == digest:  # the same file, now reached from another root
-            plan.renamed.append((record, candidate, digest))
         else:
             plan.changed.append((candidate, digest))
     plan.deleted = sorted(in_scope.values(), key=lambda r: str(r.get("path")))
@@ -263,7 +268,20 @@ def _candidate(path: Path, rel: str, root: Path, max_mb: float, plan: _Plan) -> 
     if not os.access(path, os.R_OK):
         plan.problems.append(FileProblem(rel, "permission denied"))
         return None
+    if kind == "sniff" and not _looks_like_text(path):
+        plan.ignored += 1
+        return None
     return _Candidate(path.absolute(), rel, root, kind, info.st_size, info.st_mtime_ns)
+
+
+def _looks_like_text(path: Path) -> bool:
+    """A file of unknown type is read only if its start has no NUL byte (or a UTF-16 mark)."""
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(SNIFF_BYTES)
+    except OSError:
+        return True  # let the reader report it
+    return b"\x00" not in head or head.startswith((b"\xff\xfe", b"\xfe\xff"))
 
 
 def _glob(rel: str, pattern: str) -> bool:
@@ -274,11 +292,7 @@ def _glob(rel: str, pattern: str) -> bool:
 
 
 def _same_stat(record: dict[str, Any], candidate: _Candidate) -> bool:
-    return (
-        record.get("size") == candidate.size
-        and record.get("mtime_ns") == candidate.mtime_ns
-        and record.get("root") == str(candidate.root)
-    )
+    return record.get("size") == candidate.size and record.get("mtime_ns") == candidate.mtime_ns
 
 
 def _hash_file(path: Path) -> str:
@@ -287,6 +301,14 @@ def _hash_file(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def _display(doc_id: str, roots: Sequence[Path]) -> str:
+    """A stored file's path relative to the ingest root it falls under."""
+    for root in roots:
+        if _is_under(Path(doc_id), root):
+            return _rel(Path(doc_id), root)
+    return doc_id
 
 
 def _is_under(path: Path, root: Path) -> bool:
@@ -339,8 +361,9 @@ def _write_changes(
     cache: EmbeddingCache | None,
     problems: list[FileProblem],
     progress: _Progress,
-) -> dict[str, int]:
+) -> tuple[dict[str, int], set[str]]:
     stats = {"written": 0, "embedded": 0, "reused": 0}
+    written: set[str] = set()
     work: list[tuple[_Candidate, str | None, str | None]] = [
         *((c, h, str(c.abs_path)) for c, h in plan.changed),
         *((c, h, str(old["doc_id"])) for old, c, h in plan.renamed),
@@ -369,11 +392,11 @@ def _write_changes(
         pending.append((item, reuse_from))
         if sum(len(p.missing) for p, _ in pending) >= EMBED_WINDOW:
             stats["embedded"] += _embed(pending, engine, cache, progress)
-            stats["written"] += _commit(pending, engine, progress)
+            stats["written"] += _commit(pending, engine, progress, written)
             pending = []
     stats["embedded"] += _embed(pending, engine, cache, progress)
-    stats["written"] += _commit(pending, engine, progress)
-    return stats
+    stats["written"] += _commit(pending, engine, progress, written)
+    return stats, written
 
 
 def _prepare(candidate: _Candidate, digest: str | None, engine: Engine) -> _Prepared:
@@ -392,10 +415,10 @@ def _prepare(candidate: _Candidate, digest: str | None, engine: Engine) -> _Prep
     if not chunks:
         raise UnreadableFile("no text in file")
     doc_id = str(candidate.abs_path)
-    title = loaded.title or candidate.abs_path.name
+    title = loaded.title or candidate.abs_path.name  # for display; embeddings see loaded.title
     nodes: list[TextNode] = []
     for index, chunk in enumerate(chunks):
-        context = _context_line(candidate.rel_path, chunk.heading_path, embedder.count_tokens)
+        context = _context_line(loaded.title, chunk.heading_path, embedder.count_tokens)
         metadata: dict[str, Any] = {
             "path": candidate.rel_path,
             "abs_path": doc_id,
@@ -420,7 +443,7 @@ def _prepare(candidate: _Candidate, digest: str | None, engine: Engine) -> _Prep
             excluded_embed_metadata_keys=[k for k in metadata if k != "context"],
             excluded_llm_metadata_keys=[k for k in metadata if k != "context"],
             metadata_template="{value}",
-            text_template="{metadata_str}\n\n{content}",
+            text_template="{metadata_str}\n\n{content}" if context else "{content}",
             relationships={NodeRelationship.SOURCE: RelatedNodeInfo(node_id=doc_id)},
         )
         node.metadata["chunk_hash"] = text_hash(node.get_content(metadata_mode=MetadataMode.EMBED))
@@ -431,9 +454,13 @@ def _prepare(candidate: _Candidate, digest: str | None, engine: Engine) -> _Prep
     return _Prepared(candidate, file_hash, nodes, list(range(len(nodes))), language, title)
 
 
-def _context_line(rel_path: str, headings: Sequence[str], count: Callable[[str], int]) -> str:
-    """`file › heading › subheading`, cut to fit the tokens reserved for it."""
-    line = " › ".join([rel_path, *headings])
+def _context_line(title: str, headings: Sequence[str], count: Callable[[str], int]) -> str:
+    """`title › heading › subheading`, cut to fit the tokens reserved for it.
+
+    It leaves out the file's name and folder, so a renamed or moved file keeps its vectors.
+    """
+    parts = [title, *headings] if title and (not headings or headings[0] != title) else [*headings]
+    line = " › ".join(part for part in parts if part)
     while len(line) > 8 and count(line) > CONTEXT_TOKENS - 4:
         line = line[: int(len(line) * 0.8)].rstrip() + "…"
     return line
@@ -493,7 +520,12 @@ def _embed(
     return len(hashes)
 
 
-def _commit(batch: list[tuple[_Prepared, str | None]], engine: Engine, progress: _Progress) -> int:
+def _commit(
+    batch: list[tuple[_Prepared, str | None]],
+    engine: Engine,
+    progress: _Progress,
+    written_docs: set[str],
+) -> int:
     written = 0
     now = datetime.now(UTC).isoformat(timespec="seconds")
     for item, reuse_from in batch:
@@ -516,6 +548,7 @@ def _commit(batch: list[tuple[_Prepared, str | None]], engine: Engine, progress:
         if reuse_from is not None and reuse_from != doc_id:
             engine.store.delete(reuse_from)
         written += len(item.nodes)
+        written_docs.add(doc_id)
         progress.files_done += 1
         progress.emit("write", candidate.rel_path)
     return written

@@ -263,14 +263,16 @@ def decode(data: bytes) -> str:
                 return _clean(data.decode(encoding))
             except UnicodeDecodeError as err:
                 raise UnreadableFile(f"invalid {encoding} text") from err
+    if b"\x00" in data[:SNIFF_BYTES]:
+        # Text has no NUL bytes, except UTF-16/32 without a byte-order mark.
+        wide = _detect(data)
+        if wide is None or not wide.startswith(("utf_16", "utf_32")):
+            raise UnreadableFile("binary content (NUL bytes) in a text file")
+        return _clean(data.decode(wide, errors="replace"))
     try:
         return _clean(data.decode("utf-8"))
     except UnicodeDecodeError:
         pass
-    if b"\x00" in data[:SNIFF_BYTES]:
-        guess = _detect(data)
-        if guess is None or not guess.startswith("utf_16"):
-            raise UnreadableFile("binary content (NUL bytes) in a text file")
     guess = _detect(data)
     if guess is None:
         raise UnreadableFile("cannot detect the text encoding")

@@ -1,0 +1,363 @@
+"""Benchmark `kb ingest` on SciFact: pipeline throughput against the raw embedder, re-ingest, memory, startup.
+
+Writes every SciFact document (``corpus.jsonl``: 5,183 abstracts) as ``<_id>.md`` holding
+``# {title}`` and its text, into a temporary folder, then measures in one process:
+
+* the pipeline: ``core.ingest.ingest`` into a fresh temporary knowledge base with the configured
+  default embedder and no embedding cache; wall seconds (``perf_counter``), documents/s, chunks/s,
+  and the share of wall time spent inside the embedder (``IngestReport.embed_seconds``), split
+  into scan + read + chunk (everything before the first embedding call) and store writes;
+* the raw embedder, right after, in the same process: a new embedder from the same settings
+  embeds a sample of the very texts the pipeline embedded (read back from the store: context line
+  + blank line + chunk text, checked against each chunk's stored hash) in batches of
+  ``[embedding].batch_size``. The sample is up to 400 chunks taken as evenly spaced contiguous
+  runs of whole batches in the pipeline's own order, so batches look like the pipeline's. The
+  ratio pipeline chunks/s ÷ raw chunks/s has a target of at least 0.85;
+* re-ingesting the unchanged folder (target at most 2 s), both in-process (open + ingest + close)
+  and as a cold ``kb ingest FOLDER --json`` process;
+* peak resident memory of this process after the pipeline run (``ru_maxrss``, before the raw
+  embedder loads a second model);
+* ``kb --help`` wall time, median and minimum of 7 runs (target at most 0.2 s).
+
+Run from the repository root (the full set takes 20-30 minutes on 2 cores; ~4-5 chunks/s)::
+
+    python benchmarks/ingest.py             # all 5,183 documents
+    python benchmarks/ingest.py --docs 200  # a quick check
+    python benchmarks/ingest.py --docs 200 --keep /tmp/scifact-md
+
+Prints a table (figure, value, target, ok/MISS) and, last, one JSON line with every figure.
+Timings are wall-clock: anything else running on the machine shows up in them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "scifact"
+SAMPLE_CHUNKS = 400
+HELP_RUNS = 7
+TARGET_RATIO = 0.85
+TARGET_REINGEST_S = 2.0
+TARGET_HELP_S = 0.2
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------------------- data
+
+
+def write_corpus(data: Path, folder: Path, limit: int | None) -> int:
+    """Write the first `limit` documents of `data/corpus.jsonl` as Markdown files; returns how many."""
+    folder.mkdir(parents=True, exist_ok=True)
+    written = 0
+    with (data / "corpus.jsonl").open(encoding="utf-8") as fh:
+        for line in fh:
+            if not line.strip():
+                continue
+            if limit is not None and written >= limit:
+                break
+            doc = json.loads(line)
+            body = f"# {doc['title']}\n\n{doc['text']}\n"
+            (folder / f"{doc['_id']}.md").write_text(body, encoding="utf-8")
+            written += 1
+    return written
+
+
+def make_settings(home: Path) -> Any:
+    """Defaults, with the KB home in `home` and no embedding cache; no config.toml, .env or KB_*."""
+    from core.config import load_settings
+
+    config = home / "config.toml"
+    config.write_text("", encoding="utf-8")
+    loaded = load_settings(
+        config,
+        environ={},
+        overrides={"kb": {"home": str(home)}, "embedding": {"cache": False}},
+        dotenv_path=home / "no.env",
+    )
+    return loaded.settings
+
+
+# ---------------------------------------------------------------------------- measurements
+
+
+def run_pipeline(folder: Path, settings: Any) -> dict[str, Any]:
+    """A first ingest of `folder` into the empty knowledge base of `settings`."""
+    from core.engine import open_engine
+    from core.ingest import ingest
+    from core.results import IngestProgress
+
+    first_embed: list[float] = []
+
+    def on_progress(tick: IngestProgress) -> None:
+        if tick.phase == "embed" and not first_embed:
+            first_embed.append(time.perf_counter())
+
+    with open_engine(settings, purpose="write") as engine:
+        started = time.perf_counter()
+        report = ingest([folder], engine, cache=None, on_progress=on_progress)
+        wall = time.perf_counter() - started
+        texts = embedded_texts(engine)
+    prepare = (first_embed[0] - started) if first_embed else wall
+    return {
+        "files_indexed": report.files_total,
+        "problems": len(report.problems),
+        "chunks_written": report.chunks_written,
+        "chunks_embedded": report.chunks_embedded,
+        "wall_s": wall,
+        "embed_s": report.embed_seconds,
+        "prepare_s": prepare,  # scan, plan, read, chunk: all before the first embedding call
+        "other_s": wall - prepare - report.embed_seconds,  # store writes, sparse vectors, flush
+        "texts": texts,
+    }
+
+
+def embedded_texts(engine: Any) -> list[str]:
+    """Every stored chunk's embedding text, in the order the pipeline embedded them."""
+    import qdrant_edge as qe
+
+    from core.cache import text_hash
+
+    flt = qe.Filter(must=[qe.FieldCondition(key="kind", match=qe.MatchValue(value="chunk"))])
+    rows: list[tuple[str, int, str]] = []
+    seen: set[str] = set()
+    for record in engine.store._scroll(flt, True):
+        payload = record.payload or {}
+        text = f"{payload['context']}\n\n{payload['text']}"
+        if text_hash(text) != payload["chunk_hash"]:
+            raise RuntimeError(f"embedding text of {payload['path']} differs from what was hashed")
+        rows.append((str(payload["path"]), int(payload["chunk_index"]), text))
+    rows.sort(key=lambda row: (row[0], row[1]))  # one root: files in scan order, chunks in order
+    ordered: list[str] = []
+    for _, _, text in rows:
+        if text not in seen:  # the pipeline embeds a repeated text once
+            seen.add(text)
+            ordered.append(text)
+    return ordered
+
+
+def sample_batches(texts: Sequence[str], batch: int, total: int) -> list[list[str]]:
+    """Up to `total` texts as evenly spaced contiguous batches of `batch` (all texts if fewer)."""
+    if len(texts) <= total:
+        return [list(texts[i : i + batch]) for i in range(0, len(texts), batch)]
+    runs = max(1, total // batch)
+    stride = (len(texts) - batch) / max(1, runs - 1)
+    starts = [round(k * stride) for k in range(runs)]
+    return [list(texts[s : s + batch]) for s in starts]
+
+
+def raw_throughput(settings: Any, batches: list[list[str]]) -> dict[str, float]:
+    """Chunks/s of a new embedder of the same settings on the same texts, batch by batch."""
+    from core.providers import make_embedder
+
+    embedder = make_embedder(settings.embedding)
+    began = time.perf_counter()
+    embedder.count_tokens("warm-up")  # loads the model, as chunking does in the pipeline
+    embedder.get_text_embedding_batch(["warm-up"])
+    load = time.perf_counter() - began
+    spent = 0.0
+    chunks = 0
+    for texts in batches:
+        began = time.perf_counter()
+        rows = embedder.get_text_embedding_batch(texts)
+        spent += time.perf_counter() - began
+        chunks += len(rows)
+    return {"chunks": chunks, "seconds": spent, "chunks_per_s": chunks / spent, "load_s": load}
+
+
+def reingest_in_process(folder: Path, settings: Any) -> dict[str, Any]:
+    """Open the knowledge base again and ingest the unchanged folder."""
+    from core.engine import open_engine
+    from core.ingest import ingest
+
+    began = time.perf_counter()
+    with open_engine(settings, purpose="write") as engine:
+        report = ingest([folder], engine, cache=None)
+    seconds = time.perf_counter() - began
+    changed = len(report.added) + len(report.changed) + len(report.renamed) + len(report.deleted)
+    return {"seconds": seconds, "unchanged": report.unchanged, "changed": changed}
+
+
+def clean_env(home: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KB_")}
+    env["KB_KB__HOME"] = str(home)
+    env["KB_EMBEDDING__CACHE"] = "false"
+    return env
+
+
+def kb_command() -> list[str]:
+    script = Path(sys.executable).with_name("kb")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "cli"]
+
+
+def reingest_cold(folder: Path, home: Path, cwd: Path) -> dict[str, Any]:
+    """`kb ingest FOLDER --json` in a new process."""
+    began = time.perf_counter()
+    done = subprocess.run(
+        [*kb_command(), "ingest", str(folder), "--json"],
+        env=clean_env(home),
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    seconds = time.perf_counter() - began
+    if done.returncode != 0:
+        raise RuntimeError(f"kb ingest failed ({done.returncode}): {done.stderr.strip()}")
+    out = json.loads(done.stdout)
+    return {"seconds": seconds, "unchanged": out.get("unchanged")}
+
+
+def help_times(home: Path, cwd: Path) -> list[float]:
+    """Wall seconds of `kb --help`, HELP_RUNS times."""
+    times: list[float] = []
+    for _ in range(HELP_RUNS):
+        began = time.perf_counter()
+        subprocess.run(
+            [*kb_command(), "--help"],
+            env=clean_env(home),
+            cwd=cwd,
+            capture_output=True,
+            check=True,
+        )
+        times.append(time.perf_counter() - began)
+    return times
+
+
+# ---------------------------------------------------------------------------- report
+
+
+def print_table(rows: Sequence[tuple[str, str, str, str]]) -> None:
+    header = ("figure", "value", "target", "")
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(4)]
+    for row in [header, *rows]:
+        print("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip())
+
+
+def verdict(ok: bool) -> str:
+    return "ok" if ok else "MISS"
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="SciFact folder (corpus.jsonl)")
+    p.add_argument("--docs", type=int, default=None, help="only the first N documents")
+    p.add_argument("--keep", type=Path, default=None, help="write the documents here (kept)")
+    return p.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="kb-bench-") as scratch_name:
+        scratch = Path(scratch_name)
+        folder = args.keep.resolve() if args.keep else scratch / "scifact"
+        home = scratch / "home"
+        home.mkdir()
+        docs = write_corpus(args.data, folder, args.docs)
+        settings = make_settings(home)
+        log(f"{docs} documents in {folder}; knowledge base in {home}; ingesting...")
+
+        pipe = run_pipeline(folder, settings)
+        peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        log(f"pipeline: {pipe['chunks_written']} chunks in {pipe['wall_s']:.1f} s")
+        texts: list[str] = pipe.pop("texts")
+        batches = sample_batches(texts, settings.embedding.batch_size, SAMPLE_CHUNKS)
+        log(f"raw embedder: {sum(map(len, batches))} chunks in {len(batches)} batches...")
+        raw = raw_throughput(settings, batches)
+
+        log("re-ingesting the unchanged folder...")
+        again = reingest_in_process(folder, settings)
+        cold = reingest_cold(folder, home, scratch)
+        helps = help_times(home, scratch)
+
+    wall = pipe["wall_s"]
+    docs_per_s = docs / wall
+    chunks_per_s = pipe["chunks_written"] / wall
+    embedded_per_s = pipe["chunks_embedded"] / wall
+    ratio = embedded_per_s / raw["chunks_per_s"]
+    embed_share = pipe["embed_s"] / wall
+    help_median = statistics.median(helps)
+    reingest_ok = max(again["seconds"], cold["seconds"]) <= TARGET_REINGEST_S
+    rows = [
+        ("documents", f"{docs} ({pipe['files_indexed']} indexed)", "", ""),
+        (
+            "chunks written / embedded",
+            f"{pipe['chunks_written']} / {pipe['chunks_embedded']}",
+            "",
+            "",
+        ),
+        ("pipeline wall", f"{wall:.1f} s", "", ""),
+        ("documents/s", f"{docs_per_s:.2f}", "", ""),
+        ("chunks/s", f"{chunks_per_s:.2f}", "", ""),
+        ("share of time embedding", f"{embed_share:.1%} ({pipe['embed_s']:.1f} s)", "", ""),
+        (
+            "  scan+read+chunk",
+            f"{pipe['prepare_s']:.1f} s ({pipe['prepare_s'] / wall:.1%})",
+            "",
+            "",
+        ),
+        ("  store writes etc.", f"{pipe['other_s']:.1f} s ({pipe['other_s'] / wall:.1%})", "", ""),
+        ("raw embedder chunks/s", f"{raw['chunks_per_s']:.2f} ({raw['chunks']} chunks)", "", ""),
+        ("pipeline / raw", f"{ratio:.3f}", f">= {TARGET_RATIO}", verdict(ratio >= TARGET_RATIO)),
+        (
+            "re-ingest unchanged (in-process)",
+            f"{again['seconds']:.2f} s",
+            f"<= {TARGET_REINGEST_S:g} s",
+            verdict(again["seconds"] <= TARGET_REINGEST_S),
+        ),
+        (
+            "re-ingest unchanged (cold kb)",
+            f"{cold['seconds']:.2f} s",
+            f"<= {TARGET_REINGEST_S:g} s",
+            verdict(cold["seconds"] <= TARGET_REINGEST_S),
+        ),
+        ("peak memory (after pipeline)", f"{peak_mib:.0f} MiB", "", ""),
+        (
+            "kb --help (median / min)",
+            f"{help_median:.3f} / {min(helps):.3f} s",
+            f"<= {TARGET_HELP_S:g} s",
+            verdict(help_median <= TARGET_HELP_S),
+        ),
+    ]
+    print_table(rows)
+    print(
+        json.dumps(
+            {
+                "docs": docs,
+                "cpu_count": os.cpu_count(),
+                "embedder": settings.embedding.provider,
+                "batch_size": settings.embedding.batch_size,
+                "pipeline": pipe,
+                "docs_per_s": docs_per_s,
+                "chunks_per_s": chunks_per_s,
+                "embedded_chunks_per_s": embedded_per_s,
+                "embed_share": embed_share,
+                "raw": raw,
+                "ratio": ratio,
+                "reingest_in_process": again,
+                "reingest_cold": cold,
+                "reingest_ok": reingest_ok,
+                "peak_rss_mib": peak_mib,
+                "help_s": helps,
+                "help_median_s": help_median,
+            }
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

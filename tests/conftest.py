@@ -1,0 +1,115 @@
+"""Isolation and shared fixtures. Everything runs offline; the real embedder is loaded once."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from core.config import Settings, load_settings
+from core.engine import Engine, open_engine
+from tests.fakes import HashEmbedding
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLES = REPO / "examples" / "docs"
+
+
+class Tripwire:
+    """Stands in for LlamaIndex's global defaults: any implicit use fails the test."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __getattr__(self, attr: str) -> Any:
+        raise AssertionError(f"LlamaIndex global Settings.{self.name} was used implicitly")
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A private cwd and kb home; no KB_/OPENAI_ variables from the developer's shell."""
+    import llama_index.core
+
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    for var in [v for v in os.environ if v.startswith(("KB_", "OPENAI_"))]:
+        monkeypatch.delenv(var)
+    home = tmp_path / "kbhome"
+    monkeypatch.setenv("KB_KB__HOME", str(home))
+    monkeypatch.setattr(llama_index.core.Settings, "_llm", Tripwire("llm"))
+    monkeypatch.setattr(llama_index.core.Settings, "_embed_model", Tripwire("embed_model"))
+    return home
+
+
+@pytest.fixture
+def settings(isolated: Path) -> Settings:
+    """Default settings with the kb home under tmp."""
+    return load_settings(environ={}, overrides={"kb": {"home": str(isolated)}}).settings
+
+
+@pytest.fixture
+def make_settings(isolated: Path) -> Callable[..., Settings]:
+    """Settings with some sections overridden."""
+
+    def build(**sections: dict[str, Any]) -> Settings:
+        overrides: dict[str, dict[str, Any]] = {"kb": {"home": str(isolated)}}
+        for name, values in sections.items():
+            overrides.setdefault(name, {}).update(values)
+        return load_settings(environ={}, overrides=overrides).settings
+
+    return build
+
+
+@pytest.fixture
+def hash_engine(settings: Settings) -> Iterator[Engine]:
+    """A writable engine on a real Qdrant Edge store in tmp, with the hash embedder."""
+    with open_engine(settings, purpose="write", embedder=HashEmbedding()) as engine:
+        yield engine
+
+
+@pytest.fixture
+def docs(tmp_path: Path) -> Callable[[dict[str, str | bytes]], Path]:
+    """Write a folder of files: {relative path: text or bytes}."""
+
+    def write(files: dict[str, str | bytes], name: str = "docs") -> Path:
+        root = tmp_path / name
+        for rel, content in files.items():
+            path = root / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if isinstance(content, bytes):
+                path.write_bytes(content)
+            else:
+                path.write_text(content, encoding="utf-8")
+        return root
+
+    return write
+
+
+@pytest.fixture
+def runner() -> CliRunner:
+    """Typer's runner; stdout and stderr are kept apart."""
+    return CliRunner()
+
+
+@pytest.fixture(scope="session")
+def real_kb(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The bundled sample docs ingested once, with the real default embedder, for read-only tests.
+
+    Tests copy `home` before writing to it.
+    """
+    from core.ingest import ingest
+
+    base = tmp_path_factory.mktemp("realkb")
+    home = base / "home"
+    docs_dir = base / "docs"
+    shutil.copytree(EXAMPLES, docs_dir)
+    settings = load_settings(environ={}, overrides={"kb": {"home": str(home)}}).settings
+    with open_engine(settings, purpose="write") as engine:
+        report = ingest([docs_dir], engine)
+    assert not report.problems, report.problems
+    return {"home": home, "docs": docs_dir}

@@ -1,0 +1,359 @@
+"""Incremental ingest on a real Qdrant Edge store (hash embedder: fast and deterministic)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from core.cache import EmbeddingCache
+from core.config import Settings
+from core.engine import Engine, open_engine
+from core.errors import ConfigError, ProviderError, StoreBusy, StoreMismatch
+from core.ingest import ingest
+from core.manage import forget, list_sources
+from core.results import IngestReport
+from tests.conftest import EXAMPLES
+from tests.fakes import HashEmbedding
+
+Docs = Callable[..., Path]
+
+SECTIONS = {
+    "guide.md": "# Guide\n\n## Install\nRun the installer. It takes a minute.\n\n"
+    "## Configure\nEdit lumen.toml to set the port.\n\n## Upgrade\nStop the service first.\n",
+    "notes.txt": "The refund window is 30 days. Refunds are paid within 10 business days.\n",
+    "中文.md": "# 部署\n\n部署需要至少 2 GB 内存。建议使用 Ubuntu 22.04。\n",
+}
+
+
+def _chunks_by_file(engine: Engine) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for record in engine.store._scroll(None, True):  # every point, records included
+        payload = record.payload or {}
+        if payload.get("kind") == "chunk":
+            counts[payload["path"]] = counts.get(payload["path"], 0) + 1
+    return counts
+
+
+def _consistent(engine: Engine) -> dict[str, int]:
+    """Every file is complete: its record's chunk count equals the chunks stored for it."""
+    stored = _chunks_by_file(engine)
+    recorded = {r["path"]: r["chunks"] for r in engine.store.records()}
+    assert stored == recorded
+    return recorded
+
+
+def test_first_ingest_indexes_every_file_with_full_metadata(
+    hash_engine: Engine, docs: Docs
+) -> None:
+    root = docs(SECTIONS)
+    report = ingest([root], hash_engine)
+    assert sorted(report.added) == sorted(SECTIONS)
+    assert report.chunks_embedded == report.chunks_written == report.chunks_total > 0
+    assert report.files_total == 3
+    _consistent(hash_engine)
+    hits = hash_engine.store.query(_query(hash_engine, "port lumen.toml"))
+    meta = hits.nodes[0].metadata
+    assert meta["path"] == "guide.md"
+    assert meta["abs_path"] == str(root / "guide.md")
+    assert meta["headings"] == ["Guide", "Configure"]
+    assert meta["line_start"] == 6 and meta["line_end"] == 7
+    text = (root / "guide.md").read_text()
+    assert text[meta["start_char"] : meta["end_char"]] == hits.nodes[0].get_content()
+    assert meta["lang"] == "en" and meta["file_type"] == "markdown"
+    assert len(meta["chunk_hash"]) == 32 and len(meta["file_hash"]) == 32
+    zh = hash_engine.store.query(_query(hash_engine, "部署 内存", mode="sparse"))
+    assert zh.nodes[0].metadata["lang"] == "zh"
+
+
+def _query(engine: Engine, text: str, mode: str = "hybrid") -> Any:
+    from llama_index.core.vector_stores.types import VectorStoreQuery, VectorStoreQueryMode
+
+    assert engine.embedder is not None
+    modes = {"hybrid": VectorStoreQueryMode.HYBRID, "sparse": VectorStoreQueryMode.SPARSE}
+    return VectorStoreQuery(
+        query_embedding=engine.embedder.get_query_embedding(text),
+        query_str=text,
+        similarity_top_k=3,
+        mode=modes[mode],
+    )
+
+
+def test_second_run_over_unchanged_folder_embeds_nothing(hash_engine: Engine, docs: Docs) -> None:
+    root = docs(SECTIONS)
+    ingest([root], hash_engine)
+    embedder = hash_engine.embedder
+    assert isinstance(embedder, HashEmbedding)
+    before = embedder.texts_embedded
+    report = ingest([root], hash_engine)
+    assert report.unchanged == 3
+    assert (report.added, report.changed, report.deleted) == ((), (), ())
+    assert embedder.texts_embedded == before
+    # Touching a file without changing it costs a hash, not an embedding.
+    os.utime(root / "notes.txt", ns=(1, 1))
+    assert ingest([root], hash_engine).unchanged == 3
+    assert embedder.texts_embedded == before
+
+
+def test_changed_file_embeds_only_its_new_text(hash_engine: Engine, docs: Docs) -> None:
+    root = docs(SECTIONS)
+    ingest([root], hash_engine)
+    embedder = hash_engine.embedder
+    assert isinstance(embedder, HashEmbedding)
+    before = embedder.texts_embedded
+    guide = root / "guide.md"
+    guide.write_text(guide.read_text().replace("Stop the service first.", "Back up, then stop."))
+    report = ingest([root], hash_engine)
+    assert report.changed == ("guide.md",)
+    assert embedder.texts_embedded - before == 1  # only the Upgrade section is new
+    assert report.chunks_reused >= 2
+    _consistent(hash_engine)
+    hits = hash_engine.store.query(_query(hash_engine, "back up stop", mode="sparse"))
+    assert "Back up, then stop." in hits.nodes[0].get_content()
+    texts = [
+        n.get_content()
+        for n in hash_engine.store.query(
+            _query(hash_engine, "stop service first", mode="sparse")
+        ).nodes
+    ]
+    assert not any("Stop the service first." in t for t in texts)
+
+
+def test_deleted_file_is_removed(hash_engine: Engine, docs: Docs) -> None:
+    root = docs(SECTIONS)
+    ingest([root], hash_engine)
+    (root / "notes.txt").unlink()
+    report = ingest([root], hash_engine)
+    assert report.deleted == ("notes.txt",)
+    assert "notes.txt" not in _consistent(hash_engine)
+
+
+def test_renamed_and_moved_files_are_not_re_embedded(hash_engine: Engine, docs: Docs) -> None:
+    root = docs(SECTIONS)
+    ingest([root], hash_engine)
+    embedder = hash_engine.embedder
+    assert isinstance(embedder, HashEmbedding)
+    before = embedder.texts_embedded
+    (root / "archive").mkdir()
+    shutil.move(root / "guide.md", root / "archive" / "old-guide.md")
+    report = ingest([root], hash_engine)
+    assert [(r.old, r.new) for r in report.renamed] == [("guide.md", "archive/old-guide.md")]
+    assert (report.added, report.deleted) == ((), ())
+    assert embedder.texts_embedded == before
+    files = _consistent(hash_engine)
+    assert "archive/old-guide.md" in files and "guide.md" not in files
+
+
+def test_deletion_is_scoped_to_the_ingested_root(hash_engine: Engine, docs: Docs) -> None:
+    root = docs({**SECTIONS, "sub/a.md": "# A\nAlpha text.\n", "sub/b.md": "# B\nBeta text.\n"})
+    ingest([root], hash_engine)
+    (root / "notes.txt").unlink()  # outside sub/: must survive `ingest docs/sub`
+    (root / "sub" / "b.md").unlink()
+    report = ingest([root / "sub"], hash_engine)
+    assert report.deleted == ("b.md",)
+    assert report.unchanged == 1
+    files = _consistent(hash_engine)
+    assert "notes.txt" in files and "guide.md" in files
+
+
+def test_dry_run_writes_nothing(hash_engine: Engine, docs: Docs) -> None:
+    root = docs(SECTIONS)
+    ingest([root], hash_engine)
+    (root / "notes.txt").unlink()
+    (root / "new.md").write_text("# New\nFresh text.\n")
+    guide = root / "guide.md"
+    guide.write_text(guide.read_text() + "\nMore.\n")
+    before = _chunks_by_file(hash_engine)
+    plan = ingest([root], hash_engine, dry_run=True)
+    assert (plan.added, plan.changed, plan.deleted, plan.unchanged) == (
+        ("new.md",),
+        ("guide.md",),
+        ("notes.txt",),
+        1,
+    )
+    assert plan.dry_run and plan.chunks_written == 0
+    assert _chunks_by_file(hash_engine) == before
+
+
+def test_hidden_gitignored_binary_and_filtered_files_are_skipped(
+    make_settings: Callable[..., Settings], docs: Docs
+) -> None:
+    root = docs(
+        {
+            "keep.md": "# Keep\nKept text.\n",
+            ".hidden.md": "# Hidden\n",
+            ".git/config.md": "# git internals\n",
+            "build/out.md": "# Built\n",
+            ".gitignore": "build/\n*.log\n",
+            "debug.log": "log line\n",
+            "logo.png": b"\x89PNG\r\n\x1a\n\x00\x00",
+            "blob.xyz": b"\x00\x01\x02\x03" * 10,
+            "drafts/wip.md": "# WIP\n",
+            "script.py": "print('hello')\n",
+        }
+    )
+    settings = make_settings(ingest={"exclude": ["drafts/*"]})
+    with open_engine(settings, purpose="write", embedder=HashEmbedding()) as engine:
+        report = ingest([root], engine)
+    assert sorted(report.added) == ["keep.md", "script.py"]
+    assert report.ignored == 2  # the png and the binary .xyz
+    assert not report.problems
+    only_py = make_settings(ingest={"include": ["*.py"]}, kb={"name": "py"})
+    with open_engine(only_py, purpose="write", embedder=HashEmbedding()) as engine:
+        assert ingest([root], engine).added == ("script.py",)
+    everything = make_settings(ingest={"hidden": True, "gitignore": False}, kb={"name": "all"})
+    with open_engine(everything, purpose="write", embedder=HashEmbedding()) as engine:
+        added = ingest([root], engine).added
+    assert {".hidden.md", "build/out.md", "debug.log", ".git/config.md"} <= set(added)
+
+
+def test_bad_files_are_reported_and_never_stop_the_run(hash_engine: Engine, docs: Docs) -> None:
+    pdf = (EXAMPLES / "runbooks" / "oncall-runbook.pdf").read_bytes()
+    root = docs(
+        {
+            "good.md": "# Good\nGood text.\n",
+            "empty.txt": "",
+            "broken.pdf": pdf[: len(pdf) // 3],
+            "binary.txt": b"\x00\x01\x02" * 50,
+            "runbook.pdf": pdf,
+        }
+    )
+    (root / "dangling.md").symlink_to(root / "missing-target.md")
+    report = ingest([root], hash_engine)
+    reasons = {p.path: p.reason for p in report.problems}
+    assert set(reasons) == {"empty.txt", "broken.pdf", "binary.txt", "dangling.md"}
+    assert reasons["empty.txt"] == "empty file"
+    assert reasons["dangling.md"] == "broken symbolic link"
+    assert "PDF" in reasons["broken.pdf"]
+    assert sorted(_consistent(hash_engine)) == ["good.md", "runbook.pdf"]
+    pages = {
+        n.metadata["page"]
+        for n in hash_engine.store.query(_query(hash_engine, "on-call SEV1 handoff")).nodes
+    }
+    assert pages <= {1, 2} and pages
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads every file; permissions cannot deny it")
+def test_permission_denied_is_reported(hash_engine: Engine, docs: Docs) -> None:
+    root = docs({"good.md": "# Good\nText.\n", "secret.md": "# Secret\n"})
+    (root / "secret.md").chmod(0)
+    report = ingest([root], hash_engine)
+    assert [(p.path, p.reason) for p in report.problems] == [("secret.md", "permission denied")]
+
+
+def test_unreadable_file_keeps_its_indexed_chunks(hash_engine: Engine, docs: Docs) -> None:
+    root = docs({"a.md": "# A\nAlpha.\n"})
+    ingest([root], hash_engine)
+    (root / "a.md").write_bytes(b"")  # now empty: reported, but what is stored is not lost
+    report = ingest([root], hash_engine)
+    assert [p.path for p in report.problems] == ["a.md"]
+    assert _consistent(hash_engine) == {"a.md": 1}
+
+
+class _FailingEmbedding(HashEmbedding):
+    fail_after: int = 1
+
+    def _get_text_embeddings(self, texts: list[str]) -> list[list[float]]:
+        if self.calls >= self.fail_after:
+            raise ProviderError("embedding endpoint went away")
+        return super()._get_text_embeddings(texts)
+
+
+def test_a_failure_mid_run_leaves_no_file_partly_indexed(settings: Settings, docs: Docs) -> None:
+    files = {
+        f"f{i:02}.md": "\n\n".join(f"# Part {j}\nText {i} {j}." for j in range(12))
+        for i in range(12)
+    }
+    root = docs(files)
+    embedder = _FailingEmbedding(embed_batch_size=16, fail_after=6)
+    with open_engine(settings, purpose="write", embedder=embedder) as engine:
+        with pytest.raises(ProviderError):
+            ingest([root], engine)
+        done = _consistent(engine)
+    assert 0 < len(done) < len(files)
+    with open_engine(
+        settings, purpose="write", embedder=HashEmbedding(embed_batch_size=16)
+    ) as engine:
+        report = ingest([root], engine)
+        assert len(report.added) == len(files) - len(done)
+        assert len(_consistent(engine)) == len(files)
+
+
+def test_missing_path_is_a_usage_error(hash_engine: Engine, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no such file or folder"):
+        ingest([tmp_path / "nope"], hash_engine)
+
+
+def test_single_file_root(hash_engine: Engine, docs: Docs) -> None:
+    root = docs(SECTIONS)
+    report = ingest([root / "notes.txt"], hash_engine)
+    assert report.added == ("notes.txt",)
+    report = ingest([root / "notes.txt"], hash_engine)
+    assert report.unchanged == 1
+
+
+def test_other_embedder_or_chunking_is_refused(
+    settings: Settings, make_settings: Callable[..., Settings], docs: Docs
+) -> None:
+    with open_engine(settings, purpose="write", embedder=HashEmbedding()) as engine:
+        ingest([docs(SECTIONS)], engine)
+    with (
+        pytest.raises(StoreMismatch, match="dim"),
+        open_engine(settings, embedder=HashEmbedding(dim=32)),
+    ):
+        pass
+    other_chunks = make_settings(ingest={"chunk_size": 256})
+    with pytest.raises(StoreMismatch, match="chunk_size"):
+        with open_engine(other_chunks, purpose="write", embedder=HashEmbedding()):
+            pass
+    # Reading does not depend on chunking settings.
+    with open_engine(other_chunks, purpose="read", embedder=HashEmbedding()) as engine:
+        assert engine.store.count() > 0
+    with open_engine(
+        other_chunks, purpose="write", rebuild=True, embedder=HashEmbedding()
+    ) as engine:
+        assert engine.store.count() == 0
+
+
+def test_second_opener_is_refused_as_busy(hash_engine: Engine, settings: Settings) -> None:
+    with pytest.raises(StoreBusy, match="busy"), open_engine(settings, embedder=HashEmbedding()):
+        pass
+    assert hash_engine.store.count() == 0  # the first opener still works
+
+
+def test_embedding_cache_makes_a_rebuild_free(
+    settings: Settings, docs: Docs, tmp_path: Path
+) -> None:
+    root = docs(SECTIONS)
+    embedder = HashEmbedding()
+    cache = EmbeddingCache(tmp_path / "cache.sqlite3", embedder.fingerprint)
+    with open_engine(settings, purpose="write", embedder=embedder) as engine:
+        first = ingest([root], engine, cache=cache)
+    with open_engine(settings, purpose="write", rebuild=True, embedder=embedder) as engine:
+        again = ingest([root], engine, cache=cache)
+    cache.close()
+    assert first.chunks_embedded > 0
+    assert again.chunks_embedded == 0 and again.chunks_reused == first.chunks_written
+
+
+def test_sources_and_forget(hash_engine: Engine, docs: Docs) -> None:
+    root = docs({**SECTIONS, "sub/a.md": "# A\nAlpha.\n"})
+    ingest([root], hash_engine)
+    files = list_sources(hash_engine)
+    assert [f.path for f in files] == sorted(f.path for f in files)
+    assert {f.path for f in files} == {*SECTIONS, "sub/a.md"}
+    assert all(f.chunks > 0 and f.indexed_at for f in files)
+    report = forget([root / "sub"], hash_engine)
+    assert report.removed == ("sub/a.md",)
+    report = forget([root / "notes.txt"], hash_engine)
+    assert report.removed == ("notes.txt",)
+    assert {f.path for f in list_sources(hash_engine)} == {"guide.md", "中文.md"}
+    assert (root / "notes.txt").exists()
+
+
+def _summary(report: IngestReport) -> tuple[int, int, int]:
+    return len(report.added), len(report.changed), report.unchanged
