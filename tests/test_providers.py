@@ -1,0 +1,151 @@
+"""Embedding providers: the OpenAI-compatible path over real HTTP, the bundled models, errors."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from core.config import Settings
+from core.engine import open_engine
+from core.errors import ConfigError, ProviderError
+from core.ingest import ingest
+from core.providers import E5Embedding, OpenAICompatibleEmbedding, make_embedder
+from tests.openai_server import FakeOpenAI
+
+
+@pytest.fixture
+def server() -> Iterator[FakeOpenAI]:
+    fake = FakeOpenAI(api_key="sk-test-key-0000").start()
+    yield fake
+    fake.stop()
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_openai_compatible_embeddings_over_http(
+    server: FakeOpenAI, make_settings: Callable[..., Settings]
+) -> None:
+    settings = make_settings(
+        embedding={
+            "provider": "openai",
+            "base_url": server.base_url,
+            "model": "bge-m3",
+            "batch_size": 2,
+        }
+    )
+    embedder = make_embedder(
+        settings.embedding.model_copy(update={"api_key": _secret("sk-test-key-0000")})
+    )
+    assert isinstance(embedder, OpenAICompatibleEmbedding)
+    assert embedder.dim == 64  # learned from the endpoint
+    vectors = embedder.get_text_embedding_batch(["a", "b", "c"])
+    assert len(vectors) == 3 and len(vectors[0]) == 64
+    sent = server.requests[-2:]
+    assert [len(r["body"]["input"]) for r in sent] == [2, 1]
+    assert all(r["body"]["model"] == "bge-m3" for r in sent)
+    assert all(r["auth"] == "Bearer sk-test-key-0000" for r in sent)
+    assert embedder.fingerprint == f"openai:{server.base_url}:bge-m3"
+
+
+def _secret(value: str) -> object:
+    from pydantic import SecretStr
+
+    return SecretStr(value)
+
+
+def test_ingest_through_an_openai_compatible_endpoint(
+    server: FakeOpenAI, make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    docs = tmp_path / "d"
+    docs.mkdir()
+    (docs / "a.md").write_text("# A\nThe refund window is 30 days.\n")
+    settings = make_settings(
+        embedding={"provider": "openai", "base_url": server.base_url, "dim": 64}
+    )
+    settings = settings.model_copy(
+        update={
+            "embedding": settings.embedding.model_copy(
+                update={"api_key": _secret("sk-test-key-0000")}
+            )
+        }
+    )
+    with open_engine(settings, purpose="write") as engine:
+        report = ingest([docs], engine)
+    assert report.chunks_embedded == 1
+    assert server.requests[-1]["path"] == "/v1/embeddings"
+
+
+def test_wrong_key_is_a_provider_error_naming_the_variable(server: FakeOpenAI) -> None:
+    embedder = OpenAICompatibleEmbedding(model_name="m", base_url=server.base_url)
+    embedder.set_api_key("sk-wrong")
+    with pytest.raises(ProviderError, match="401") as caught:
+        embedder.get_text_embedding("x")
+    assert caught.value.hint is not None and "KB_EMBEDDING__API_KEY" in caught.value.hint
+    assert "sk-wrong" not in str(caught.value)
+
+
+def test_server_error_is_a_provider_error() -> None:
+    fake = FakeOpenAI(fail_status=500).start()
+    try:
+        embedder = OpenAICompatibleEmbedding(model_name="m", base_url=fake.base_url)
+        with pytest.raises(ProviderError, match="HTTP 500"):
+            embedder.get_text_embedding("x")
+        assert len(fake.requests) <= 3  # bounded retries
+    finally:
+        fake.stop()
+
+
+def test_unreachable_endpoint_is_a_provider_error() -> None:
+    embedder = OpenAICompatibleEmbedding(
+        model_name="m", base_url=f"http://127.0.0.1:{_closed_port()}/v1", timeout=2
+    )
+    with pytest.raises(ProviderError, match="cannot reach"):
+        embedder.get_text_embedding("x")
+
+
+def test_openai_provider_needs_an_endpoint(make_settings: Callable[..., Settings]) -> None:
+    with pytest.raises(ConfigError, match="base_url or an API key"):
+        make_embedder(make_settings(embedding={"provider": "openai"}).embedding)
+
+
+def test_fastembed_without_the_package_explains_the_extra(
+    make_settings: Callable[..., Settings],
+) -> None:
+    pytest.importorskip("llama_index")
+    try:
+        import fastembed  # noqa: F401
+
+        pytest.skip("fastembed is installed here")
+    except ImportError:
+        pass
+    with pytest.raises(ProviderError, match="fastembed") as caught:
+        make_embedder(make_settings(embedding={"provider": "fastembed"}).embedding)
+    assert caught.value.hint is not None and "kb[fastembed]" in caught.value.hint
+
+
+@pytest.mark.slow
+def test_bundled_e5_embeds_offline_and_ranks_across_languages() -> None:
+    e5 = E5Embedding()
+    passages = e5.get_text_embedding_batch(
+        [
+            "The refund window is 30 days.",
+            "部署需要至少 2 GB 内存。",
+            "The API allows 120 requests per minute.",
+        ]
+    )
+    assert len(passages[0]) == 384
+    query = e5.get_query_embedding("退款期限是多久？")
+
+    def dot(a: list[float], b: list[float]) -> float:
+        return sum(x * y for x, y in zip(a, b, strict=True))
+
+    scores = [dot(query, p) for p in passages]
+    assert scores[0] > scores[2]
+    assert e5.count_tokens("hello world") < e5.count_tokens("hello world " * 20)
