@@ -44,7 +44,8 @@ def test_help_lists_every_command(runner: CliRunner) -> None:
 def test_pending_commands_say_so(runner: CliRunner, command: str) -> None:
     result = runner.invoke(app, [command])
     assert result.exit_code == ExitCode.FAILURE
-    assert "not yet available" in result.stderr and result.stdout == ""
+    assert "not yet available" in result.stderr
+    assert result.stdout == ""
 
 
 def test_ingest_json_is_one_object_on_stdout(runner: CliRunner, docs: Docs) -> None:
@@ -53,11 +54,13 @@ def test_ingest_json_is_one_object_on_stdout(runner: CliRunner, docs: Docs) -> N
     assert result.exit_code == 0, result.stderr
     report = json.loads(result.stdout)
     assert sorted(report["added"]) == ["a.md", "b.txt"]
-    assert report["chunks_embedded"] == 2 and report["problems"] == []
+    assert report["chunks_embedded"] == 2
+    assert report["problems"] == []
     for key in ("kb", "kb_dir", "roots", "changed", "renamed", "deleted", "unchanged", "seconds"):
         assert key in report
     again = json.loads(runner.invoke(app, ["ingest", str(root), "--json"]).stdout)
-    assert again["unchanged"] == 2 and again["chunks_embedded"] == 0
+    assert again["unchanged"] == 2
+    assert again["chunks_embedded"] == 0
 
 
 def test_ingest_plain_summary_and_dry_run_plan(runner: CliRunner, docs: Docs) -> None:
@@ -67,9 +70,11 @@ def test_ingest_plain_summary_and_dry_run_plan(runner: CliRunner, docs: Docs) ->
     assert plan.stdout.splitlines()[:2] == ["add\ta.md", "add\tb.txt"]
     assert plan.stdout.splitlines()[-1].startswith("dry run: added 2")
     sources = runner.invoke(app, ["sources"])
-    assert sources.exit_code == 0 and sources.stdout == ""  # the dry run wrote nothing
+    assert sources.exit_code == 0
+    assert sources.stdout == ""
     done = runner.invoke(app, ["ingest", str(root)])
-    assert done.stdout.startswith("added 2, changed 0") and done.stdout.count("\n") == 1
+    assert done.stdout.startswith("added 2, changed 0")
+    assert done.stdout.count("\n") == 1
 
 
 def test_bad_files_warn_on_stderr_and_strict_exits_5(runner: CliRunner, docs: Docs) -> None:
@@ -87,7 +92,8 @@ def test_bad_files_warn_on_stderr_and_strict_exits_5(runner: CliRunner, docs: Do
 def test_missing_path_is_usage_error(runner: CliRunner, tmp_path: Path) -> None:
     result = runner.invoke(app, ["ingest", str(tmp_path / "nope")])
     assert result.exit_code == ExitCode.USAGE
-    assert result.stderr.startswith("error: no such file or folder") and "hint:" in result.stderr
+    assert result.stderr.startswith("error: no such file or folder")
+    assert "hint:" in result.stderr
     assert result.stdout == ""
 
 
@@ -96,13 +102,15 @@ def test_bad_configuration_is_usage_error(runner: CliRunner, tmp_path: Path) -> 
     config.write_text("[retrieval]\ntop_k = 'many'\n")
     result = runner.invoke(app, ["config", "--config", str(config)])
     assert result.exit_code == ExitCode.USAGE
-    assert "retrieval.top_k" in result.stderr and result.stdout == ""
+    assert "retrieval.top_k" in result.stderr
+    assert result.stdout == ""
 
 
 def test_ask_before_ingest_exits_4_with_hint(runner: CliRunner) -> None:
     result = runner.invoke(app, ["ask", "anything?"])
     assert result.exit_code == ExitCode.NO_KNOWLEDGE_BASE
-    assert "kb ingest" in result.stderr and result.stdout == ""
+    assert "kb ingest" in result.stderr
+    assert result.stdout == ""
 
 
 def test_busy_knowledge_base_exits_3(runner: CliRunner, kb_copy: Path) -> None:
@@ -119,7 +127,8 @@ def test_other_chunking_is_refused_with_rebuild_hint(
     monkeypatch.setenv("KB_INGEST__CHUNK_SIZE", "256")
     result = runner.invoke(app, ["ingest", str(real_kb["docs"])])
     assert result.exit_code == ExitCode.USAGE
-    assert "chunk_size" in result.stderr and "--rebuild" in result.stderr
+    assert "chunk_size" in result.stderr
+    assert "--rebuild" in result.stderr
 
 
 def test_ask_json_cites_the_right_source(runner: CliRunner, kb_copy: Path) -> None:
@@ -127,7 +136,8 @@ def test_ask_json_cites_the_right_source(runner: CliRunner, kb_copy: Path) -> No
     assert result.exit_code == 0, result.stderr
     payload = json.loads(result.stdout)
     assert payload["question"] == "How long is the refund window?"
-    assert "30 days" in payload["answer"] and "[1]" in payload["answer"]
+    assert "30 days" in payload["answer"]
+    assert "[1]" in payload["answer"]
     top = payload["sources"][0]
     assert top["path"] == "policies/licensing-and-refunds.docx"
     assert {"n", "abs_path", "score", "text", "chunk_id", "headings"} <= set(top)
@@ -161,7 +171,8 @@ def test_sources_and_forget(runner: CliRunner, kb_copy: Path, real_kb: dict[str,
     ]
     assert json.loads(runner.invoke(app, ["sources", "--json"]).stdout)["count"] == 7
     again = runner.invoke(app, ["forget", str(target)])
-    assert again.exit_code == ExitCode.FAILURE and "kb sources" in again.stderr
+    assert again.exit_code == ExitCode.FAILURE
+    assert "kb sources" in again.stderr
 
 
 def test_config_masks_secrets_and_names_origins(

@@ -61,11 +61,14 @@ def test_first_ingest_indexes_every_file_with_full_metadata(
     assert meta["path"] == "guide.md"
     assert meta["abs_path"] == str(root / "guide.md")
     assert meta["headings"] == ["Guide", "Configure"]
-    assert meta["line_start"] == 6 and meta["line_end"] == 7
+    assert meta["line_start"] == 6
+    assert meta["line_end"] == 7
     text = (root / "guide.md").read_text()
     assert text[meta["start_char"] : meta["end_char"]] == hits.nodes[0].get_content()
-    assert meta["lang"] == "en" and meta["file_type"] == "markdown"
-    assert len(meta["chunk_hash"]) == 32 and len(meta["file_hash"]) == 32
+    assert meta["lang"] == "en"
+    assert meta["file_type"] == "markdown"
+    assert len(meta["chunk_hash"]) == 32
+    assert len(meta["file_hash"]) == 32
     zh = hash_engine.store.query(_query(hash_engine, "部署 内存", mode="sparse"))
     assert zh.nodes[0].metadata["lang"] == "zh"
 
@@ -145,7 +148,8 @@ def test_renamed_and_moved_files_are_not_re_embedded(hash_engine: Engine, docs: 
     assert (report.added, report.deleted) == ((), ())
     assert embedder.texts_embedded == before
     files = _consistent(hash_engine)
-    assert "archive/old-guide.md" in files and "guide.md" not in files
+    assert "archive/old-guide.md" in files
+    assert "guide.md" not in files
 
 
 def test_deletion_is_scoped_to_the_ingested_root(hash_engine: Engine, docs: Docs) -> None:
@@ -157,7 +161,8 @@ def test_deletion_is_scoped_to_the_ingested_root(hash_engine: Engine, docs: Docs
     assert report.deleted == ("b.md",)
     assert report.unchanged == 1
     files = _consistent(hash_engine)
-    assert "notes.txt" in files and "guide.md" in files
+    assert "notes.txt" in files
+    assert "guide.md" in files
 
 
 def test_dry_run_writes_nothing(hash_engine: Engine, docs: Docs) -> None:
@@ -175,7 +180,8 @@ def test_dry_run_writes_nothing(hash_engine: Engine, docs: Docs) -> None:
         ("notes.txt",),
         1,
     )
-    assert plan.dry_run and plan.chunks_written == 0
+    assert plan.dry_run
+    assert plan.chunks_written == 0
     assert _chunks_by_file(hash_engine) == before
 
 
@@ -234,7 +240,8 @@ def test_bad_files_are_reported_and_never_stop_the_run(hash_engine: Engine, docs
         n.metadata["page"]
         for n in hash_engine.store.query(_query(hash_engine, "on-call SEV1 handoff")).nodes
     }
-    assert pages <= {1, 2} and pages
+    assert pages <= {1, 2}
+    assert pages
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads every file; permissions cannot deny it")
@@ -307,9 +314,11 @@ def test_other_embedder_or_chunking_is_refused(
     ):
         pass
     other_chunks = make_settings(ingest={"chunk_size": 256})
-    with pytest.raises(StoreMismatch, match="chunk_size"):
-        with open_engine(other_chunks, purpose="write", embedder=HashEmbedding()):
-            pass
+    with (
+        pytest.raises(StoreMismatch, match="chunk_size"),
+        open_engine(other_chunks, purpose="write", embedder=HashEmbedding()),
+    ):
+        pass
     # Reading does not depend on chunking settings.
     with open_engine(other_chunks, purpose="read", embedder=HashEmbedding()) as engine:
         assert engine.store.count() > 0
@@ -337,7 +346,8 @@ def test_embedding_cache_makes_a_rebuild_free(
         again = ingest([root], engine, cache=cache)
     cache.close()
     assert first.chunks_embedded > 0
-    assert again.chunks_embedded == 0 and again.chunks_reused == first.chunks_written
+    assert again.chunks_embedded == 0
+    assert again.chunks_reused == first.chunks_written
 
 
 def test_sources_and_forget(hash_engine: Engine, docs: Docs) -> None:

@@ -46,7 +46,8 @@ def test_openai_compatible_embeddings_over_http(
     assert isinstance(embedder, OpenAICompatibleEmbedding)
     assert embedder.dim == 64  # learned from the endpoint
     vectors = embedder.get_text_embedding_batch(["a", "b", "c"])
-    assert len(vectors) == 3 and len(vectors[0]) == 64
+    assert len(vectors) == 3
+    assert len(vectors[0]) == 64
     sent = server.requests[-2:]
     assert [len(r["body"]["input"]) for r in sent] == [2, 1]
     assert all(r["body"]["model"] == "bge-m3" for r in sent)
@@ -87,7 +88,8 @@ def test_wrong_key_is_a_provider_error_naming_the_variable(server: FakeOpenAI) -
     embedder.set_api_key("sk-wrong")
     with pytest.raises(ProviderError, match="401") as caught:
         embedder.get_text_embedding("x")
-    assert caught.value.hint is not None and "KB_EMBEDDING__API_KEY" in caught.value.hint
+    assert caught.value.hint is not None
+    assert "KB_EMBEDDING__API_KEY" in caught.value.hint
     assert "sk-wrong" not in str(caught.value)
 
 
@@ -127,7 +129,8 @@ def test_fastembed_without_the_package_explains_the_extra(
         pass
     with pytest.raises(ProviderError, match="fastembed") as caught:
         make_embedder(make_settings(embedding={"provider": "fastembed"}).embedding)
-    assert caught.value.hint is not None and "kb[fastembed]" in caught.value.hint
+    assert caught.value.hint is not None
+    assert "kb[fastembed]" in caught.value.hint
 
 
 @pytest.mark.slow

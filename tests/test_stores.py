@@ -100,7 +100,8 @@ def test_query_returns_text_and_metadata(store: EdgeVectorStore) -> None:
             query_str="refund window", similarity_top_k=1, mode=VectorStoreQueryMode.SPARSE
         )
     )
-    assert result.nodes is not None and result.ids == [IDS[0]]
+    assert result.nodes is not None
+    assert result.ids == [IDS[0]]
     assert result.nodes[0].get_content() == "The refund window is 30 days."
     assert result.nodes[0].metadata["doc_id"] == "a.md"
 
