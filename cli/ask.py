@@ -13,14 +13,23 @@ from cli.options import ConfigOpt, JsonOpt, KbOpt, load
 def ask_command(
     question: Annotated[
         str | None,
-        typer.Argument(help="The question; read from stdin when omitted.", show_default=False),
+        typer.Argument(
+            help="The question; read from stdin when omitted.",
+            show_default=False,
+            metavar="[QUESTION]",
+        ),
     ] = None,
     mode: Annotated[
         str | None,
-        typer.Option("--mode", help="hybrid | dense | sparse (default: [retrieval].mode)."),
+        typer.Option(
+            "--mode", help="hybrid | dense | sparse (default: [retrieval].mode).", metavar="MODE"
+        ),
     ] = None,
     top_k: Annotated[
-        int | None, typer.Option("--top-k", help="Chunks to retrieve (default: [retrieval].top_k).")
+        int | None,
+        typer.Option(
+            "--top-k", help="Chunks to retrieve (default: [retrieval].top_k).", metavar="N"
+        ),
     ] = None,
     no_sources: Annotated[
         bool, typer.Option("--no-sources", help="Print the answer only.")

@@ -17,15 +17,20 @@ if TYPE_CHECKING:
 
 def ingest_command(
     paths: Annotated[
-        list[Path], typer.Argument(help="Folders or files to index.", show_default=False)
+        list[Path],
+        typer.Argument(help="Folders or files to index.", show_default=False, metavar="PATH..."),
     ],
     include: Annotated[
         list[str] | None,
-        typer.Option("--include", help="Only files matching this glob (repeatable)."),
+        typer.Option(
+            "--include", help="Only files matching this glob (repeatable).", metavar="GLOB"
+        ),
     ] = None,
     exclude: Annotated[
         list[str] | None,
-        typer.Option("--exclude", help="Skip files matching this glob (repeatable)."),
+        typer.Option(
+            "--exclude", help="Skip files matching this glob (repeatable).", metavar="GLOB"
+        ),
     ] = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print the plan; write nothing.")

@@ -16,12 +16,16 @@ ConfigOpt = Annotated[
         "--config",
         help="config.toml to read (default: $KB_CONFIG, else ./config.toml if present).",
         show_default=False,
+        metavar="PATH",
     ),
 ]
 KbOpt = Annotated[
     str | None,
     typer.Option(
-        "--kb", help="Name of the knowledge base to use (default: [kb].name).", show_default=False
+        "--kb",
+        help="Name of the knowledge base to use (default: [kb].name).",
+        show_default=False,
+        metavar="NAME",
     ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]

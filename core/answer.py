@@ -74,10 +74,14 @@ def extractive_answer(question: str, sources: list[Source]) -> str:
     terms = set(tokenize(question))
     scored: list[_Scored] = []
     for rank, source in enumerate(sources):
+        headings = set(source.headings)
         for order, sentence in enumerate(split_sentences(source.text)):
-            text = sentence.text.lstrip("#").strip()
+            text = sentence.text
+            if text.startswith("#"):  # a heading line: drop it, keep any text after it
+                _, _, text = text.partition("\n")
+            text = text.strip()
             words = set(tokenize(text))
-            if not words:
+            if not words or text in headings:
                 continue
             overlap = len(terms & words) / max(1, len(terms))
             # Earlier (better-ranked) sources win ties.

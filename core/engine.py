@@ -16,6 +16,7 @@ from core.text import ANALYZER_VERSION, sparse_document, sparse_query
 from stores.edge import CollectionMismatch, EdgeVectorStore, StoreLocked, StoreMissing, hold_lock
 
 FORMAT_VERSION = 1
+CHUNKER_VERSION = "sections-sentences-v1"  # bump when chunk boundaries or embedded text change
 Purpose = Literal["read", "write", "manage"]
 
 
@@ -40,6 +41,7 @@ def collection_meta(
         "analyzer": ANALYZER_VERSION,
     }
     if purpose == "write":
+        meta["chunker"] = CHUNKER_VERSION
         meta["chunk_size"] = settings.ingest.chunk_size
         meta["chunk_overlap"] = settings.ingest.chunk_overlap
     return meta

@@ -117,3 +117,21 @@ def test_kb_dir_follows_home_and_name(tmp_path: Path) -> None:
     assert loaded.settings.kb_dir() == tmp_path / "team"
     pinned = load_settings(environ={}, overrides={"store": {"path": str(tmp_path / "x")}})
     assert pinned.settings.kb_dir() == tmp_path / "x"
+
+
+def test_shipped_config_toml_documents_every_key_with_its_default() -> None:
+    from core.config import SECRET_KEYS, Settings
+
+    shipped = Path(__file__).resolve().parents[1] / "config.toml"
+    loaded = load_settings(shipped, environ={})
+    assert loaded.settings == Settings()
+    text = shipped.read_text(encoding="utf-8")
+    for section, model in Settings.model_fields.items():
+        assert f"[{section}]" in text
+        assert model.annotation is not None
+        for key, field in model.annotation.model_fields.items():
+            dotted = f"{section}.{key}"
+            assert (f"# {key}" if dotted in SECRET_KEYS else f"\n{key} =") in text, dotted
+            assert field.description is not None
+            first_part = field.description.split(";")[0]
+            assert first_part in text, f"{dotted}: config.toml comment differs from the code"
