@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 def ingest_command(
     paths: Annotated[
         list[Path],
-        typer.Argument(help="Folders or files to index.", show_default=False, metavar="PATH..."),
+        typer.Argument(help="Folders or files to index.", show_default=False, metavar="PATH"),
     ],
     include: Annotated[
         list[str] | None,

@@ -28,7 +28,7 @@ def sources_command(config: ConfigOpt = None, kb: KbOpt = None, as_json: JsonOpt
 def forget_command(
     paths: Annotated[
         list[Path],
-        typer.Argument(help="Files or folders to remove from the index.", metavar="PATH..."),
+        typer.Argument(help="Files or folders to remove from the index.", metavar="PATH"),
     ],
     config: ConfigOpt = None,
     kb: KbOpt = None,

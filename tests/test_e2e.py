@@ -1,0 +1,63 @@
+"""The real `kb` process: pipes, streams and exit codes as a shell script sees them."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+KB = [sys.executable, "-m", "cli"]
+
+
+def _run(args: list[str], home: Path, **kw: object) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KB_", "OPENAI_"))}
+    env["KB_KB__HOME"] = str(home)
+    return subprocess.run([*KB, *args], capture_output=True, text=True, env=env, timeout=300, **kw)  # type: ignore[call-overload, no-any-return]
+
+
+@pytest.fixture
+def home(real_kb: dict[str, Path], tmp_path: Path) -> Path:
+    copy = tmp_path / "home"
+    shutil.copytree(real_kb["home"], copy)
+    return copy
+
+
+def test_piped_ingest_prints_json_only_and_no_progress(tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "note.md").write_text("# Note\nThe backup runs at 03:00 every day.\n")
+    result = _run(["ingest", str(docs), "--json"], tmp_path / "home")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    assert json.loads(result.stdout)["added"] == ["note.md"]
+
+
+def test_ask_json_pipes_into_a_json_reader(home: Path) -> None:
+    result = _run(["ask", "What port does the server listen on by default?", "--json"], home)
+    assert result.returncode == 0, result.stderr
+    payload = json.loads(result.stdout)
+    assert "8743" in payload["answer"]
+    assert result.stdout.count("\n") == 1
+
+
+def test_broken_pipe_ends_quietly(home: Path) -> None:
+    # `true` exits at once, so kb writes into a pipe nobody reads: EPIPE.
+    shell = f"{' '.join(KB)} sources | true; echo ${{PIPESTATUS[0]}}"
+    env = {**os.environ, "KB_KB__HOME": str(home)}
+    result = subprocess.run(
+        ["bash", "-c", shell], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert result.stderr == ""
+    assert result.stdout.strip() in {"0", "1"}
+
+
+def test_usage_error_exit_code_from_the_process(tmp_path: Path) -> None:
+    result = _run(["ingest", str(tmp_path / "missing")], tmp_path / "home")
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr.splitlines()[0].startswith("error: no such file or folder")
