@@ -12,6 +12,7 @@ from cli.options import ConfigOpt, JsonOpt, KbOpt, load
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from cli.output import Output
     from core.results import IngestProgress
 
 
@@ -57,11 +58,7 @@ def ingest_command(
     """
     from cli.app import ExitCode
     from cli.output import Output
-    from core.cache import EmbeddingCache
-    from core.config import kb_home
-    from core.engine import open_engine
-    from core.errors import ConfigError
-    from core.ingest import ingest, resolve_roots
+    from core.ingest import run_ingest
 
     ingest_flags = {
         "include": tuple(include) if include else None,
@@ -70,34 +67,20 @@ def ingest_command(
         "gitignore": False if no_gitignore else None,
     }
     settings = load(config, kb, ingest=ingest_flags).settings
-    if dry_run and rebuild:
-        raise ConfigError("--dry-run and --rebuild cannot be combined", hint="drop one of them")
-    resolve_roots(paths)  # a missing path is a usage error before anything is opened
     out = Output(as_json=as_json)
-    with open_engine(settings, purpose="write", rebuild=rebuild) as engine:
-        assert engine.embedder is not None
-        cache = None
-        if settings.embedding.cache and not dry_run:
-            cache = EmbeddingCache(
-                kb_home(settings.kb.home) / "embedding-cache.sqlite3", engine.embedder.fingerprint
-            )
-        try:
-            with _progress_bar(out) as on_progress:
-                report = ingest(
-                    paths, engine, dry_run=dry_run, cache=cache, on_progress=on_progress
-                )
-        finally:
-            if cache is not None:
-                cache.close()
+    with _ProgressBar(out) as on_progress:
+        report = run_ingest(
+            settings, paths, dry_run=dry_run, rebuild=rebuild, on_progress=on_progress
+        )
     out.ingest_report(report)
     if strict and report.problems:
         raise typer.Exit(ExitCode.INCOMPLETE)
 
 
-class _progress_bar:
+class _ProgressBar:
     """A Rich progress bar on stderr when it is a terminal; otherwise silent."""
 
-    def __init__(self, out: object) -> None:
+    def __init__(self, out: Output) -> None:
         from rich.progress import (
             BarColumn,
             Progress,
@@ -106,9 +89,6 @@ class _progress_bar:
             TimeRemainingColumn,
         )
 
-        from cli.output import Output
-
-        assert isinstance(out, Output)
         self.progress = Progress(
             TextColumn("{task.description}"),
             BarColumn(),

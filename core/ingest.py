@@ -24,10 +24,11 @@ from llama_index.core.schema import MetadataMode, NodeRelationship, RelatedNodeI
 
 from core.cache import EmbeddingCache, text_hash
 from core.chunking import chunk_text
-from core.config import Settings
-from core.engine import Engine
+from core.config import Settings, kb_home
+from core.engine import Engine, open_engine
 from core.errors import ConfigError
 from core.loaders import SNIFF_BYTES, NotText, UnreadableFile, kind_of, load
+from core.providers import KbEmbedding
 from core.results import FileProblem, IngestProgress, IngestReport, RenamedFile
 from core.text import detect_language
 
@@ -82,6 +83,37 @@ def resolve_roots(paths: Sequence[Path]) -> list[Path]:
     return roots
 
 
+def run_ingest(
+    settings: Settings,
+    paths: Sequence[Path],
+    *,
+    dry_run: bool = False,
+    rebuild: bool = False,
+    on_progress: ProgressFn | None = None,
+    embedder: KbEmbedding | None = None,
+) -> IngestReport:
+    """`kb ingest`: open (or create) the knowledge base and its embedding cache, then `ingest`.
+
+    A dry run against a knowledge base that does not exist yet creates nothing.
+    """
+    if dry_run and rebuild:
+        raise ConfigError("--dry-run and --rebuild cannot be combined", hint="drop one of them")
+    roots = resolve_roots(paths)  # a missing path is a usage error before anything is opened
+    if dry_run and not (settings.kb_dir() / "collection.json").exists():
+        return _report(_make_plan(roots, {}, settings), roots, settings, dry_run=True)
+    with open_engine(settings, purpose="write", rebuild=rebuild, embedder=embedder) as engine:
+        cache = None
+        if settings.embedding.cache and not dry_run:
+            assert engine.embedder is not None
+            path = kb_home(settings.kb.home) / "embedding-cache.sqlite3"
+            cache = EmbeddingCache(path, engine.embedder.fingerprint)
+        try:
+            return ingest(roots, engine, dry_run=dry_run, cache=cache, on_progress=on_progress)
+        finally:
+            if cache is not None:
+                cache.close()
+
+
 def ingest(
     paths: Sequence[Path],
     engine: Engine,
@@ -94,21 +126,11 @@ def ingest(
     started = time.perf_counter()
     settings = engine.settings
     roots = resolve_roots(paths)
-    plan = _make_plan(roots, engine, settings)
-    report = IngestReport(
-        kb=settings.kb.name,
-        kb_dir=str(engine.kb_dir),
-        roots=tuple(str(root) for root in roots),
-        dry_run=dry_run,
-        added=tuple(c.rel_path for c, _ in plan.added),
-        changed=tuple(c.rel_path for c, _ in plan.changed),
-        renamed=tuple(RenamedFile(str(old["path"]), new.rel_path) for old, new, _ in plan.renamed),
-        deleted=tuple(_display(str(r["doc_id"]), roots) for r in plan.deleted),
-        unchanged=len(plan.unchanged),
-        ignored=plan.ignored,
-    )
+    records = {str(r["doc_id"]): r for r in engine.store.records()}
+    plan = _make_plan(roots, records, settings)
+    report = _report(plan, roots, settings, dry_run=dry_run)
     if dry_run:
-        return replace(report, problems=tuple(plan.problems), seconds=time.perf_counter() - started)
+        return replace(report, seconds=time.perf_counter() - started)
     progress = _Progress(
         on_progress, files_total=len(plan.added) + len(plan.changed) + len(plan.renamed)
     )
@@ -127,7 +149,6 @@ def ingest(
             if str(c.abs_path) in written
         ),
         problems=tuple(problems),
-        failed=tuple(p.path for p in problems if p.stage == "read"),
         chunks_written=stats["written"],
         chunks_embedded=stats["embedded"],
         chunks_reused=stats["reused"],
@@ -141,9 +162,28 @@ def ingest(
 # -- scanning and planning ----------------------------------------------------------------------
 
 
-def _make_plan(roots: Sequence[Path], engine: Engine, settings: Settings) -> _Plan:
+def _report(
+    plan: _Plan, roots: Sequence[Path], settings: Settings, *, dry_run: bool
+) -> IngestReport:
+    return IngestReport(
+        kb=settings.kb.name,
+        kb_dir=str(settings.kb_dir()),
+        roots=tuple(str(root) for root in roots),
+        dry_run=dry_run,
+        added=tuple(c.rel_path for c, _ in plan.added),
+        changed=tuple(c.rel_path for c, _ in plan.changed),
+        renamed=tuple(RenamedFile(str(old["path"]), new.rel_path) for old, new, _ in plan.renamed),
+        deleted=tuple(_display(str(r["doc_id"]), roots) for r in plan.deleted),
+        unchanged=len(plan.unchanged),
+        ignored=plan.ignored,
+        problems=tuple(plan.problems),
+    )
+
+
+def _make_plan(
+    roots: Sequence[Path], records: dict[str, dict[str, Any]], settings: Settings
+) -> _Plan:
     plan = _Plan()
-    records = {str(r["doc_id"]): r for r in engine.store.records()}
     seen: set[str] = set()
     candidates: list[_Candidate] = []
     for root in roots:

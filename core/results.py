@@ -11,7 +11,6 @@ class FileProblem:
 
     path: str
     reason: str
-    stage: str = "read"
 
 
 @dataclass(frozen=True)
@@ -50,7 +49,6 @@ class IngestReport:
     unchanged: int = 0
     ignored: int = 0
     problems: tuple[FileProblem, ...] = ()
-    failed: tuple[str, ...] = ()
     chunks_written: int = 0
     chunks_embedded: int = 0
     chunks_reused: int = 0

@@ -83,7 +83,7 @@ def test_bad_files_warn_on_stderr_and_strict_exits_5(runner: CliRunner, docs: Do
     assert result.exit_code == ExitCode.INCOMPLETE
     assert "warning: empty.md: empty file" in result.stderr
     report = json.loads(result.stdout)
-    assert report["problems"] == [{"path": "empty.md", "reason": "empty file", "stage": "read"}]
+    assert report["problems"] == [{"path": "empty.md", "reason": "empty file"}]
     assert sorted(report["added"]) == ["a.md", "b.txt"]
     relaxed = runner.invoke(app, ["ingest", str(root)])
     assert relaxed.exit_code == 0

@@ -367,3 +367,19 @@ def test_sources_and_forget(hash_engine: Engine, docs: Docs) -> None:
 
 def _summary(report: IngestReport) -> tuple[int, int, int]:
     return len(report.added), len(report.changed), report.unchanged
+
+
+def test_dry_run_before_the_first_ingest_creates_nothing(settings: Settings, docs: Docs) -> None:
+    from core.ingest import run_ingest
+
+    root = docs(SECTIONS)
+    plan = run_ingest(settings, [root], dry_run=True, embedder=HashEmbedding())
+    assert sorted(plan.added) == sorted(SECTIONS)
+    assert not settings.kb_dir().exists()
+
+
+def test_dry_run_and_rebuild_do_not_combine(settings: Settings, docs: Docs) -> None:
+    from core.ingest import run_ingest
+
+    with pytest.raises(ConfigError, match="cannot be combined"):
+        run_ingest(settings, [docs(SECTIONS)], dry_run=True, rebuild=True, embedder=HashEmbedding())
