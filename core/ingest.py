@@ -409,9 +409,16 @@ def _write_changes(
         *((c, h, str(old["doc_id"])) for old, c, h in plan.renamed),
         *((c, h, None) for c, h in plan.added),
     ]
-    prepared: list[tuple[_Prepared, str | None]] = []
+    # Files stream through read -> embed -> write in windows of about EMBED_WINDOW new chunks, so
+    # memory stays bounded and finished files are stored early. The chunk total is extrapolated from
+    # the bytes read so far until every file has been read.
+    total_bytes = sum(c.size for c, _, _ in work) or 1
+    bytes_read = 0
+    chunks_seen = 0
+    pending: list[tuple[_Prepared, str | None]] = []
     for candidate, digest, reuse_from in work:
         progress.emit("read", candidate.rel_path)
+        bytes_read += candidate.size
         try:
             item = _prepare(candidate, digest, engine)
         except (UnreadableFile, OSError) as err:
@@ -423,17 +430,14 @@ def _write_changes(
             progress.files_done += 1
             continue
         stats["reused"] += _fill_known_vectors(item, engine, cache, reuse_from)
-        progress.chunks_total += len(item.missing)
-        prepared.append((item, reuse_from))
-    progress.emit("embed")
-    assert engine.embedder is not None
-    pending: list[tuple[_Prepared, str | None]] = []
-    for item, reuse_from in prepared:
+        chunks_seen += len(item.missing)
+        progress.chunks_total = round(chunks_seen * total_bytes / max(bytes_read, 1))
         pending.append((item, reuse_from))
         if sum(len(p.missing) for p, _ in pending) >= EMBED_WINDOW:
             stats["embedded"] += _embed(pending, engine, cache, progress)
             stats["written"] += _commit(pending, engine, progress, written)
             pending = []
+    progress.chunks_total = chunks_seen
     stats["embedded"] += _embed(pending, engine, cache, progress)
     stats["written"] += _commit(pending, engine, progress, written)
     return stats, written
