@@ -43,6 +43,9 @@ class KbEmbedding(BaseEmbedding):
         """What the knowledge base records, so vectors of different models never mix."""
         return f"{self.class_name()}:{self.model_name}"
 
+    def _get_text_embedding(self, text: str) -> list[float]:
+        return self._get_text_embeddings([text])[0]
+
     async def _aget_query_embedding(self, query: str) -> list[float]:
         return self._get_query_embedding(query)
 
@@ -73,9 +76,6 @@ class E5Embedding(KbEmbedding):
     def _get_query_embedding(self, query: str) -> list[float]:
         return [float(x) for x in self._e5().query(query)]
 
-    def _get_text_embedding(self, text: str) -> list[float]:
-        return self._get_text_embeddings([text])[0]
-
     def _get_text_embeddings(self, texts: list[str]) -> list[list[float]]:
         return [[float(x) for x in row] for row in self._e5().passage(texts)]
 
@@ -100,9 +100,6 @@ class UseEmbedding(KbEmbedding):
 
     def _get_query_embedding(self, query: str) -> list[float]:
         return self._get_text_embeddings([query])[0]
-
-    def _get_text_embedding(self, text: str) -> list[float]:
-        return self._get_text_embeddings([text])[0]
 
     def _get_text_embeddings(self, texts: list[str]) -> list[list[float]]:
         return [[float(x) for x in row] for row in self._use().encode(texts)]
@@ -147,9 +144,6 @@ class OpenAICompatibleEmbedding(KbEmbedding):
 
     def _get_query_embedding(self, query: str) -> list[float]:
         return self._get_text_embeddings([query])[0]
-
-    def _get_text_embedding(self, text: str) -> list[float]:
-        return self._get_text_embeddings([text])[0]
 
     def _get_text_embeddings(self, texts: list[str]) -> list[list[float]]:
         import openai
@@ -216,9 +210,6 @@ class FastEmbedEmbedding(KbEmbedding):
 
     def _get_query_embedding(self, query: str) -> list[float]:
         return [float(x) for x in next(iter(self._fastembed().query_embed([query])))]
-
-    def _get_text_embedding(self, text: str) -> list[float]:
-        return self._get_text_embeddings([text])[0]
 
     def _get_text_embeddings(self, texts: list[str]) -> list[list[float]]:
         return [[float(x) for x in row] for row in self._fastembed().passage_embed(texts)]

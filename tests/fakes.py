@@ -32,9 +32,6 @@ class HashEmbedding(KbEmbedding):
     def _get_query_embedding(self, query: str) -> list[float]:
         return self._vector(query)
 
-    def _get_text_embedding(self, text: str) -> list[float]:
-        return self._get_text_embeddings([text])[0]
-
     def _get_text_embeddings(self, texts: list[str]) -> list[list[float]]:
         self.calls += 1
         self.texts_embedded += len(texts)
