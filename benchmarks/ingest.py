@@ -104,10 +104,19 @@ def run_pipeline(folder: Path, settings: Any) -> dict[str, Any]:
     from core.results import IngestProgress
 
     first_embed: list[float] = []
+    last_log = [time.perf_counter()]
 
     def on_progress(tick: IngestProgress) -> None:
+        now = time.perf_counter()
         if tick.phase == "embed" and not first_embed:
-            first_embed.append(time.perf_counter())
+            first_embed.append(now)
+        if tick.phase == "write" and now - last_log[0] >= 60:
+            last_log[0] = now
+            rate = tick.chunks_done / tick.embed_seconds if tick.embed_seconds else 0.0
+            log(
+                f"  {tick.files_done}/{tick.files_total} files, {tick.chunks_done}/"
+                f"{tick.chunks_total} chunks, {rate:.2f} chunks per embedding second"
+            )
 
     with open_engine(settings, purpose="write") as engine:
         started, cpu_started = time.perf_counter(), time.process_time()

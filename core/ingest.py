@@ -34,7 +34,8 @@ from core.text import detect_language
 
 CHUNK_NAMESPACE = uuid.UUID("0b7d7f8e-61a4-4f7e-8d7e-3f1c2f0e9b21")
 CONTEXT_TOKENS = 48  # reserved for the file/heading line embedded in front of each chunk
-EMBED_WINDOW = 64  # chunks embedded between progress reports and file commits
+EMBED_WINDOW = 64
+VCS_DIRS = frozenset({".git", ".hg", ".svn", ".bzr", ".jj"})  # never indexed, even with --hidden  # chunks embedded between progress reports and file commits
 
 ProgressFn = Callable[[IngestProgress], None]
 
@@ -268,7 +269,9 @@ def _scan(root: Path, settings: Settings, plan: _Plan) -> Iterator[_Candidate | 
         dirs[:] = sorted(
             d
             for d in dirs
-            if (cfg.hidden or not d.startswith(".")) and not ignored(here / d, is_dir=True)
+            if d not in VCS_DIRS
+            and (cfg.hidden or not d.startswith("."))
+            and not ignored(here / d, is_dir=True)
         )
         for name in sorted(files):
             path = here / name

@@ -214,7 +214,8 @@ def test_hidden_gitignored_binary_and_filtered_files_are_skipped(
     everything = make_settings(ingest={"hidden": True, "gitignore": False}, kb={"name": "all"})
     with open_engine(everything, purpose="write", embedder=HashEmbedding()) as engine:
         added = ingest([root], engine).added
-    assert {".hidden.md", "build/out.md", "debug.log", ".git/config.md"} <= set(added)
+    assert {".hidden.md", "build/out.md", "debug.log", ".gitignore"} <= set(added)
+    assert ".git/config.md" not in added  # version-control internals never are
 
 
 def test_bad_files_are_reported_and_never_stop_the_run(hash_engine: Engine, docs: Docs) -> None:
