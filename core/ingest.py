@@ -33,9 +33,9 @@ from core.results import FileProblem, IngestProgress, IngestReport, RenamedFile
 from core.text import detect_language
 
 CHUNK_NAMESPACE = uuid.UUID("0b7d7f8e-61a4-4f7e-8d7e-3f1c2f0e9b21")
-CONTEXT_TOKENS = 48  # reserved for the file/heading line embedded in front of each chunk
-EMBED_WINDOW = 64
-VCS_DIRS = frozenset({".git", ".hg", ".svn", ".bzr", ".jj"})  # never indexed, even with --hidden  # chunks embedded between progress reports and file commits
+CONTEXT_TOKENS = 48  # reserved for the title/heading line embedded in front of each chunk
+EMBED_WINDOW = 64  # new chunks embedded between file commits
+VCS_DIRS = frozenset({".git", ".hg", ".svn", ".bzr", ".jj"})  # never indexed, even with --hidden
 
 ProgressFn = Callable[[IngestProgress], None]
 
