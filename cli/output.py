@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -163,7 +164,8 @@ class Output:
         for column in ("#", "file", "where", "score", "snippet"):
             table.add_column(column, overflow="fold")
         for s in answer.sources:
-            link = f"[link=file://{escape(s.abs_path)}]{escape(s.path)}[/link]"
+            uri = Path(s.abs_path).as_uri() if s.abs_path.startswith("/") else ""
+            link = f"[link={uri}]{escape(s.path)}[/link]" if uri else escape(s.path)
             where = " › ".join(s.headings) + _locator(s.page, s.line_start, s.line_end)
             snippet = " ".join(s.text.split())[:120]
             table.add_row(
