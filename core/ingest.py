@@ -67,6 +67,7 @@ class _Plan:
     renamed: list[tuple[dict[str, Any], _Candidate, str]] = field(default_factory=list)  # old, new
     deleted: list[dict[str, Any]] = field(default_factory=list)
     unchanged: list[_Candidate] = field(default_factory=list)
+    touched: list[_Candidate] = field(default_factory=list)
     problems: list[FileProblem] = field(default_factory=list)
     ignored: int = 0
 
@@ -81,7 +82,8 @@ def resolve_roots(paths: Sequence[Path]) -> list[Path]:
         resolved = path.resolve()
         if resolved not in roots:
             roots.append(resolved)
-    return roots
+    # A root inside another root adds nothing but ambiguity: keep the outer one.
+    return [r for r in roots if not any(r != o and r.is_relative_to(o) for o in roots)]
 
 
 def run_ingest(
@@ -137,6 +139,10 @@ def ingest(
     )
     for record in plan.deleted:
         engine.store.delete(str(record["doc_id"]))
+    for candidate in plan.touched:
+        engine.store.update_record(
+            str(candidate.abs_path), {"size": candidate.size, "mtime_ns": candidate.mtime_ns}
+        )
     problems = list(plan.problems)
     stats, written = _write_changes(plan, engine, cache, problems, progress)
     engine.store.flush()
@@ -196,10 +202,14 @@ def _make_plan(
             else:
                 key = str(item.absolute())
             seen.add(key)
+    # Only files that are gone from disk are deleted: one that is filtered out, unreadable, or
+    # in a folder that cannot be listed keeps what was indexed (`kb forget` removes it).
     in_scope = {
         doc_id: record
         for doc_id, record in records.items()
-        if any(_is_under(Path(doc_id), root) for root in roots) and doc_id not in seen
+        if doc_id not in seen
+        and any(_is_under(Path(doc_id), root) for root in roots)
+        and _gone(Path(doc_id))
     }
     deleted_by_hash: dict[str, list[dict[str, Any]]] = {}
     for gone in in_scope.values():
@@ -224,6 +234,9 @@ def _make_plan(
                 plan.added.append((candidate, digest))
         elif record.get("file_hash") == digest:
             plan.unchanged.append(candidate)
+            plan.touched.append(
+                candidate
+            )  # same bytes, new mtime: remember it, skip the hash next time
         else:
             plan.changed.append((candidate, digest))
     plan.deleted = sorted(in_scope.values(), key=lambda r: str(r.get("path")))
@@ -240,19 +253,7 @@ def _scan(root: Path, settings: Settings, plan: _Plan) -> Iterator[_Candidate | 
         else:
             yield root
         return
-    import pathspec
-
-    ignores: dict[Path, Any] = {}
-
-    def ignored(path: Path, is_dir: bool) -> bool:
-        if not cfg.gitignore:
-            return False
-        for folder, spec in ignores.items():
-            if _is_under(path, folder) and path != folder:
-                rel = path.relative_to(folder).as_posix() + ("/" if is_dir else "")
-                if spec.match_file(rel):
-                    return True
-        return False
+    gitignore = _GitIgnore(root, plan) if cfg.gitignore else None
 
     def on_error(err: OSError) -> None:
         where = Path(err.filename) if err.filename else root
@@ -260,23 +261,21 @@ def _scan(root: Path, settings: Settings, plan: _Plan) -> Iterator[_Candidate | 
 
     for folder, dirs, files in os.walk(root, onerror=on_error):
         here = Path(folder)
-        if cfg.gitignore and (here / ".gitignore").is_file():
-            try:
-                lines = (here / ".gitignore").read_text(encoding="utf-8", errors="replace")
-                ignores[here] = pathspec.GitIgnoreSpec.from_lines(lines.splitlines())
-            except OSError as err:
-                plan.problems.append(_problem(_rel(here / ".gitignore", root), err))
+        if gitignore is not None:
+            gitignore.load(here)
         dirs[:] = sorted(
             d
             for d in dirs
             if d not in VCS_DIRS
             and (cfg.hidden or not d.startswith("."))
-            and not ignored(here / d, is_dir=True)
+            and not (gitignore is not None and gitignore.ignores(here / d, is_dir=True))
         )
         for name in sorted(files):
             path = here / name
             rel = _rel(path, root)
-            if (not cfg.hidden and name.startswith(".")) or ignored(path, is_dir=False):
+            if not cfg.hidden and name.startswith("."):
+                continue
+            if gitignore is not None and gitignore.ignores(path, is_dir=False):
                 continue
             if cfg.include and not any(_glob(rel, pattern) for pattern in cfg.include):
                 continue
@@ -284,6 +283,43 @@ def _scan(root: Path, settings: Settings, plan: _Plan) -> Iterator[_Candidate | 
                 continue
             candidate = _candidate(path, rel, root, cfg.max_file_mb, plan)
             yield candidate if candidate is not None else path
+
+
+class _GitIgnore:
+    """`.gitignore` files as git reads them: every folder's file from the repository top down to
+    the path, the deepest decisive pattern winning (so `!keep.log` below re-includes)."""
+
+    def __init__(self, root: Path, plan: _Plan) -> None:
+        self.plan = plan
+        self.root = root
+        self.specs: dict[Path, Any] = {}
+        top = next((p for p in (root, *root.parents) if (p / ".git").exists()), root)
+        for folder in reversed((root, *root.parents)):
+            if _is_under(folder, top) and folder != root:
+                self.load(folder)
+
+    def load(self, folder: Path) -> None:
+        import pathspec
+
+        path = folder / ".gitignore"
+        if not path.is_file():
+            return
+        try:
+            lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+        except OSError as err:
+            self.plan.problems.append(_problem(_rel(path, self.root), err))
+            return
+        self.specs[folder] = pathspec.GitIgnoreSpec.from_lines(lines)
+
+    def ignores(self, path: Path, *, is_dir: bool) -> bool:
+        for folder in path.parents:  # deepest first
+            spec = self.specs.get(folder)
+            if spec is not None:
+                rel = path.relative_to(folder).as_posix() + ("/" if is_dir else "")
+                include = spec.check_file(rel).include
+                if include is not None:
+                    return bool(include)
+        return False
 
 
 def _candidate(path: Path, rel: str, root: Path, max_mb: float, plan: _Plan) -> _Candidate | None:
@@ -344,6 +380,17 @@ def _hash_file(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def _gone(path: Path) -> bool:
+    """True only when the file certainly no longer exists (not when it cannot be checked)."""
+    try:
+        path.stat()
+    except (FileNotFoundError, NotADirectoryError):
+        return True
+    except OSError:
+        return False
+    return False
 
 
 def _display(doc_id: str, roots: Sequence[Path]) -> str:

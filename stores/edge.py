@@ -97,6 +97,7 @@ class EdgeVectorStore(BasePydanticVectorStore):
             if not create:
                 raise StoreMissing(str(path))
             path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path.chmod(0o700)  # document text lives here: owner only, even in a folder that existed
         lock = _acquire_lock(path / "lock", wait_seconds)
         try:
             meta_path = path / "collection.json"
@@ -150,11 +151,17 @@ class EdgeVectorStore(BasePydanticVectorStore):
         self, doc_id: str, nodes: Sequence[BaseNode], record: dict[str, Any]
     ) -> None:
         """Swap a document's chunks and record for new ones: it is never seen half-written."""
-        self.delete(doc_id)
         payload = {**record, "kind": "file", "doc_id": doc_id}
-        points = [self._point(node) for node in nodes]
+        points = [
+            self._point(node) for node in nodes
+        ]  # built (and checked) before anything is deleted
         points.append(qe.Point(id=record_id(doc_id), vector={}, payload=payload))
+        self.delete(doc_id)
         self._shard.update(qe.UpdateOperation.upsert_points(points))
+
+    def update_record(self, doc_id: str, fields: dict[str, Any]) -> None:
+        """Change fields of a document's record (not its chunks)."""
+        self._shard.update(qe.UpdateOperation.set_payload([record_id(doc_id)], fields))
 
     def delete(self, ref_doc_id: str, **delete_kwargs: Any) -> None:
         """Remove a document's chunks and its record (LlamaIndex API)."""
@@ -257,6 +264,8 @@ class EdgeVectorStore(BasePydanticVectorStore):
 
     def _point(self, node: BaseNode) -> Any:
         embedding = node.get_embedding()
+        if len(embedding) != self.dim:
+            raise ValueError(f"vector of size {len(embedding)} for a store of size {self.dim}")
         indices, values = self._sparse_doc(node.get_content(metadata_mode=MetadataMode.EMBED))
         vector: dict[str, Any] = {DENSE: list(embedding)}
         if indices:

@@ -407,3 +407,63 @@ def test_legacy_encodings_and_code_are_indexed_as_text(hash_engine: Engine, docs
     ]:
         hits = hash_engine.store.query(_query(hash_engine, query, mode="sparse"))
         assert hits.nodes[0].metadata["path"] == path, query
+
+
+def test_a_narrower_filter_never_deletes_what_is_indexed(
+    make_settings: Callable[..., Settings], docs: Docs
+) -> None:
+    root = docs(SECTIONS)
+    with open_engine(make_settings(), purpose="write", embedder=HashEmbedding()) as engine:
+        ingest([root], engine)
+    narrow = make_settings(ingest={"include": ["*.md"]})
+    with open_engine(narrow, purpose="write", embedder=HashEmbedding()) as engine:
+        report = ingest([root], engine)
+        assert report.deleted == ()
+        assert "notes.txt" in _consistent(engine)  # filtered out, still on disk: kept
+        (root / "notes.txt").unlink()
+        assert ingest([root], engine).deleted == ("notes.txt",)  # gone from disk: removed
+
+
+def test_gitignore_follows_git_precedence(hash_engine: Engine, docs: Docs) -> None:
+    root = docs(
+        {
+            ".gitignore": "*.log\nbuild/\n",
+            "sub/.gitignore": "!keep.log\n",
+            "sub/keep.log": "kept log line\n",
+            "sub/drop.log": "dropped\n",
+            "sub/build/gen.md": "# Generated\n",
+            "a.md": "# A\n",
+        }
+    )
+    (root / ".git").mkdir()
+    assert sorted(ingest([root], hash_engine).added) == ["a.md", "sub/keep.log"]
+    # Ingesting the subfolder alone still honours the .gitignore files above it.
+    assert ingest([root / "sub"], hash_engine).added == ()
+
+
+def test_same_bytes_with_a_new_mtime_are_hashed_once(hash_engine: Engine, docs: Docs) -> None:
+    root = docs(SECTIONS)
+    ingest([root], hash_engine)
+    os.utime(root / "notes.txt", ns=(10**18, 10**18))
+    assert ingest([root], hash_engine).unchanged == 3
+    record = next(r for r in hash_engine.store.records() if r["path"] == "notes.txt")
+    assert record["mtime_ns"] == 10**18
+
+
+def test_nested_roots_count_once(hash_engine: Engine, docs: Docs) -> None:
+    root = docs({**SECTIONS, "sub/empty.md": ""})
+    report = ingest([root / "sub", root, root / "sub"], hash_engine)
+    assert report.roots == (str(root),)
+    assert [p.path for p in report.problems] == ["sub/empty.md"]
+    assert {r["root"] for r in hash_engine.store.records()} == {str(root)}
+
+
+def test_a_path_that_cannot_be_checked_is_not_taken_as_deleted(tmp_path: Path) -> None:
+    from core.ingest import _gone
+
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    (tmp_path / "file").write_text("x")
+    assert _gone(tmp_path / "missing.md")
+    assert _gone(tmp_path / "file" / "below-a-file.md")
+    assert not _gone(tmp_path / "loop" / "a.md")  # ELOOP: unknown, so kept
+    assert not _gone(tmp_path / "file")

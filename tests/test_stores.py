@@ -159,3 +159,10 @@ def test_files_are_private_to_the_owner(tmp_path: Path) -> None:
     assert (tmp_path / "kb").stat().st_mode & 0o077 == 0
     assert (tmp_path / "kb" / "collection.json").stat().st_mode & 0o077 == 0
     shutil.rmtree(tmp_path / "kb")
+
+
+def test_a_bad_vector_never_costs_the_stored_version(store: EdgeVectorStore) -> None:
+    bad = TextNode(id_=IDS[4], text="x", embedding=[0.1] * 10)
+    with pytest.raises(ValueError, match="size 10"):
+        store.replace_document("a.md", [bad], {"path": "a.md"})
+    assert store.count() == 4
