@@ -169,33 +169,36 @@ def _pack(
 def _split_long(
     text: str, start: int, end: int, count_tokens: TokenCounter, budget: int
 ) -> list[tuple[int, int, int]]:
-    """Cut an over-long sentence at soft breaks (commas, spaces) into pieces that fit the budget."""
+    """Cut an over-long sentence at soft breaks (commas, spaces) into pieces that fit the budget.
+
+    Tokens are counted on a window a few budgets wide, never on the whole remainder, so a
+    megabyte-long line without punctuation costs linear time.
+    """
     pieces: list[tuple[int, int, int]] = []
+    window = max(budget * 6, 64)
     cursor = start
     while cursor < end:
-        # Estimate by characters, then shrink until the piece fits.
-        total = count_tokens(text[cursor:end])
-        if total <= budget:
-            pieces.append((cursor, end, total))
+        limit = min(end, cursor + window)
+        tokens = count_tokens(text[cursor:limit])
+        if tokens <= budget and limit == end:
+            pieces.append((cursor, end, tokens))
             break
-        guess = cursor + max(1, int((end - cursor) * budget / total * 0.95))
-        cut = guess
+        cut = limit if tokens <= budget else cursor + max(1, int((limit - cursor) * budget / tokens))
         while True:
-            soft = [
-                m.end() for m in _SOFT_BREAK.finditer(text, cursor + (guess - cursor) // 2, cut)
-            ]
-            candidate = soft[-1] if soft else cut
+            lower = cursor + (cut - cursor) // 2
+            soft = [m.end() for m in _SOFT_BREAK.finditer(text, lower, cut)]
+            candidate = soft[-1] if soft and cut < end else cut
             tokens = count_tokens(text[cursor:candidate])
             if tokens <= budget or candidate - cursor <= 1:
                 break
             cut = cursor + max(1, (candidate - cursor) * 9 // 10)
-            guess = cut
-        while candidate < end and text[candidate].isspace():
-            candidate += 1
         piece_end = candidate
-        stripped_end = piece_end
+        while piece_end < end and text[piece_end].isspace():
+            piece_end += 1
+        stripped_end = candidate
         while stripped_end > cursor and text[stripped_end - 1].isspace():
             stripped_end -= 1
-        pieces.append((cursor, stripped_end, tokens))
+        if stripped_end > cursor:
+            pieces.append((cursor, stripped_end, tokens))
         cursor = piece_end
     return pieces

@@ -25,8 +25,10 @@ MAX_E5_TOKENS = 512
 
 
 def approx_tokens(text: str) -> int:
-    """A tokenizer-free estimate: one token per CJK character, word or symbol, plus a margin."""
-    return int(len(_APPROX_TOKEN.findall(text)) * 1.3) + 2
+    """A tokenizer-free estimate: a token per CJK character or symbol, one or more per word
+    (long words are several sub-word pieces), plus a margin."""
+    pieces = sum(1 + len(token) // 6 for token in _APPROX_TOKEN.findall(text))
+    return int(pieces * 1.3) + 2
 
 
 class KbEmbedding(BaseEmbedding):

@@ -134,3 +134,13 @@ def test_code_is_chunked_by_lines() -> None:
     )
     assert len(chunks) > 3
     assert all(c.text.startswith(("def", "    return")) for c in chunks)
+
+
+@pytest.mark.parametrize("text", ["x" * 5000, "abc def " * 3000, "第一段没有标点符号" * 700])
+def test_text_without_sentence_ends_is_cut_to_fit_and_loses_nothing(text: str) -> None:
+    chunks = chunk_text(
+        LoadedText(text, "text"), count_tokens=approx_tokens, chunk_size=100, chunk_overlap=10
+    )
+    assert len(chunks) > 5
+    assert all(approx_tokens(c.text) <= 100 for c in chunks)
+    assert "".join(c.text for c in chunks).replace(" ", "") == text.replace(" ", "")
