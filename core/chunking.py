@@ -183,7 +183,9 @@ def _split_long(
         if tokens <= budget and limit == end:
             pieces.append((cursor, end, tokens))
             break
-        cut = limit if tokens <= budget else cursor + max(1, int((limit - cursor) * budget / tokens))
+        cut = (
+            limit if tokens <= budget else cursor + max(1, int((limit - cursor) * budget / tokens))
+        )
         while True:
             lower = cursor + (cut - cursor) // 2
             soft = [m.end() for m in _SOFT_BREAK.finditer(text, lower, cut)]

@@ -273,6 +273,11 @@ def decode(data: bytes) -> str:
         return _clean(data.decode("utf-8"))
     except UnicodeDecodeError:
         pass
+    # UTF-8 with a few damaged bytes (a cut-off last character, one stray byte) is still UTF-8.
+    lenient = data.decode("utf-8", errors="replace")
+    damaged = lenient.count("\ufffd") - data.count("\ufffd".encode())
+    if damaged <= len(lenient) // 200 + (len(lenient) >= 40):
+        return _clean(lenient)
     guess = _detect(data)
     if guess is None:
         raise UnreadableFile("cannot detect the text encoding")
@@ -284,8 +289,16 @@ def decode(data: bytes) -> str:
 def _detect(data: bytes) -> str | None:
     from charset_normalizer import from_bytes
 
-    best = from_bytes(data[: 1 << 20]).best()
-    return None if best is None else best.encoding
+    matches = from_bytes(data[: 1 << 20])
+    best = matches.best()
+    if best is None:
+        return None
+    # Short CJK texts often fit several codecs equally well; kb's users write Chinese, so a tie
+    # goes to GB18030 (a real Korean or Japanese text scores better in its own codec).
+    for match in matches:
+        if match.encoding in {"gb18030", "gbk", "gb2312"} and match.chaos <= best.chaos:
+            return "gb18030"
+    return str(best.encoding)
 
 
 def _clean(text: str) -> str:

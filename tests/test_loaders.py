@@ -141,3 +141,27 @@ def test_docx_headings_become_structure(tmp_path: Path) -> None:
     assert "## Licensing" in loaded.text
     assert "### Grace period" in loaded.text
     assert "The refund window is 30 days." in loaded.text
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        CHINESE.encode("utf-8") * 40 + b"\xff" + CHINESE.encode("utf-8"),
+        (CHINESE.encode("utf-8") * 40)[:-1],
+        "Café prices are naïve. ".encode() * 30 + b"\xe9",
+    ],
+    ids=["stray-byte", "cut-off", "latin1-byte"],
+)
+def test_utf8_with_a_few_damaged_bytes_stays_utf8(data: bytes) -> None:
+    text = decode(data)
+    assert text.count("\ufffd") == 1
+    assert CHINESE[:10] in text or "Café prices are naïve." in text
+
+
+def test_short_gbk_text_is_not_mistaken_for_damaged_utf8() -> None:
+    assert decode("你好，世界".encode("gbk")) == "你好，世界"
+
+
+def test_korean_stays_korean() -> None:
+    text = "안녕하세요 세계 여러분 반갑습니다"
+    assert decode(text.encode("cp949")) == text
