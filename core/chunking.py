@@ -18,7 +18,7 @@ from core.loaders import LoadedText
 from core.text import Sentence, split_sentences
 
 _HEADING = re.compile(r"^(#{1,6})[ \t]+(.+?)[ \t#]*$")
-_FENCE = re.compile(r"^[ \t]*(```|~~~)")
+_FENCE = re.compile(r"^[ \t]{0,3}(`{3,}|~{3,})")
 _SOFT_BREAK = re.compile(r"[，、,：:）)\s]")
 
 TokenCounter = Callable[[str], int]
@@ -84,12 +84,14 @@ def chunk_text(
 def _markdown_sections(text: str) -> list[_Section]:
     """Split at ATX headings outside code fences; a heading with no body joins the next section."""
     marks: list[tuple[int, int, str]] = []  # (offset, level, title)
-    in_fence = False
+    fence = ""  # the open code fence, if any: closed only by the same character, as long or longer
     offset = 0
     for line in text.splitlines(keepends=True):
-        if _FENCE.match(line):
-            in_fence = not in_fence
-        elif not in_fence and (match := _HEADING.match(line.rstrip("\n"))):
+        if (opened := _FENCE.match(line)) is not None and (
+            not fence or (opened.group(1)[0] == fence[0] and len(opened.group(1)) >= len(fence))
+        ):
+            fence = "" if fence else opened.group(1)
+        elif not fence and (match := _HEADING.match(line.rstrip("\n"))):
             marks.append((offset, len(match.group(1)), match.group(2).strip()))
         offset += len(line)
     sections: list[_Section] = []

@@ -342,44 +342,10 @@ def _load_pdf(data: bytes) -> LoadedText:
     return LoadedText("".join(parts), "pdf", title=title, pages=tuple(pages))
 
 
-_HTML_DROP = [
-    "script",
-    "style",
-    "noscript",
-    "nav",
-    "header",
-    "footer",
-    "aside",
-    "form",
-    "svg",
-    "iframe",
-    "template",
-    "button",
-    "select",
-    "canvas",
-    "menu",
-    "dialog",
-]
-_HTML_BLOCKS = [
-    "p",
-    "div",
-    "section",
-    "article",
-    "main",
-    "li",
-    "dt",
-    "dd",
-    "pre",
-    "blockquote",
-    "table",
-    "tr",
-    "figcaption",
-    "caption",
-    "br",
-    "hr",
-    "ul",
-    "ol",
-]
+# Page furniture, never content. <header>/<footer> count as furniture only outside the main text.
+_HTML_DROP = ["script", "style", "noscript", "nav", "aside", "svg", "iframe", "template", "button", "select", "input", "textarea", "canvas", "menu", "dialog"]
+_HTML_FURNITURE = ["header", "footer"]
+_HTML_BLOCKS = ["p", "div", "section", "article", "main", "li", "dt", "dd", "blockquote", "table", "tr", "figcaption", "caption", "br", "hr", "ul", "ol"]
 
 
 def _load_html(markup: str) -> LoadedText:
@@ -393,7 +359,16 @@ def _load_html(markup: str) -> LoadedText:
         for tag in soup.find_all(True, attrs={"role": role}):
             tag.decompose()
     root = soup.find("main") or soup.find("article") or soup.find(True, attrs={"role": "main"})
-    root = root or soup.body or soup
+    if root is None:
+        root = soup.body or soup
+        for tag in root.find_all(_HTML_FURNITURE):
+            if tag.find_parent(["article", "main"]) is None:
+                tag.decompose()
+    # Preformatted text keeps its lines and indentation, fenced so '#' lines are not headings.
+    blocks: list[str] = []
+    for pre in root.find_all("pre"):
+        blocks.append(pre.get_text().strip("\n"))
+        pre.replace_with(f"\n\n\x00{len(blocks) - 1}\x00\n\n")
     for level in range(1, 7):
         for heading in root.find_all(f"h{level}"):
             heading.insert_before(f"\n\n{'#' * level} ")
@@ -405,6 +380,7 @@ def _load_html(markup: str) -> LoadedText:
     raw = root.get_text()
     lines = [re.sub(r"[ \t\u00a0]+", " ", line).strip() for line in raw.split("\n")]
     text = re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
+    text = re.sub(r"\x00(\d+)\x00", lambda m: f"```\n{blocks[int(m.group(1))]}\n```", text)
     return LoadedText(text, "html", title=title)
 
 
@@ -420,12 +396,18 @@ def _load_docx(data: bytes) -> LoadedText:
         raise UnreadableFile(f"corrupt Word file ({type(err).__name__})") from err
     except Exception as err:  # python-docx/lxml raise assorted errors on damaged files
         raise UnreadableFile(f"corrupt Word file ({type(err).__name__})") from err
+    from docx.table import Table
+
     lines: list[str] = []
-    for paragraph in document.paragraphs:
-        text = paragraph.text.strip()
+    for block in document.iter_inner_content():  # paragraphs and tables in document order
+        if isinstance(block, Table):
+            for row in block.rows:
+                lines.append(" | ".join(cell.text.strip() for cell in row.cells))
+            continue
+        text = block.text.strip()
         if not text:
             continue
-        style = (paragraph.style.name if paragraph.style is not None else "") or ""
+        style = (block.style.name if block.style is not None else "") or ""
         match = re.match(r"Heading (\d)", style)
         if style == "Title":
             lines.append(f"# {text}")
@@ -435,8 +417,5 @@ def _load_docx(data: bytes) -> LoadedText:
             lines.append(f"- {text}")
         else:
             lines.append(text)
-    for table in document.tables:
-        for row in table.rows:
-            lines.append(" | ".join(cell.text.strip() for cell in row.cells))
     title = document.core_properties.title or ""
     return LoadedText("\n\n".join(lines), "docx", title=title)

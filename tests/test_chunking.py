@@ -144,3 +144,11 @@ def test_text_without_sentence_ends_is_cut_to_fit_and_loses_nothing(text: str) -
     assert len(chunks) > 5
     assert all(approx_tokens(c.text) <= 100 for c in chunks)
     assert "".join(c.text for c in chunks).replace(" ", "") == text.replace(" ", "")
+
+
+def test_fences_close_only_on_a_matching_fence() -> None:
+    text = "# Top\nIntro.\n\n````md\n```\n# not a heading\n```\n~~~\n# nor this\n````\n\n## Real\nBody.\n"
+    chunks = chunk_text(
+        LoadedText(text, "markdown"), count_tokens=approx_tokens, chunk_size=200, chunk_overlap=0
+    )
+    assert [c.heading_path for c in chunks] == [("Top",), ("Top", "Real")]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from core.loaders import NotText, UnreadableFile, decode, kind_of, load
+from core.loaders import LoadedText, NotText, UnreadableFile, decode, kind_of, load
 from tests.conftest import EXAMPLES
 
 CHINESE = "退款窗口是三十天。部署需要至少两GB内存，请提前准备服务器。"
@@ -165,3 +165,46 @@ def test_short_gbk_text_is_not_mistaken_for_damaged_utf8() -> None:
 def test_korean_stays_korean() -> None:
     text = "안녕하세요 세계 여러분 반갑습니다"
     assert decode(text.encode("cp949")) == text
+
+
+def test_html_code_blocks_keep_lines_and_are_not_headings() -> None:
+    html = (
+        "<main><h2>Install</h2><pre># install deps\n    pip install lumen\n</pre>"
+        "<h2>Usage</h2><p>Run it.</p></main>"
+    )
+    text = load(Path("p.html"), "html", html.encode()).text
+    assert "```\n# install deps\n    pip install lumen\n```" in text
+    from core.chunking import chunk_text
+    from core.providers import approx_tokens
+
+    chunks = chunk_text(
+        LoadedText(text, "html"), count_tokens=approx_tokens, chunk_size=200, chunk_overlap=0
+    )
+    assert [c.heading_path for c in chunks] == [("Install",), ("Usage",)]
+
+
+def test_html_in_a_form_and_article_headers_are_kept() -> None:
+    html = (
+        "<body><header>Site</header><form><article><header><h1>Rotating API tokens</h1></header>"
+        "<p>Use kb token rotate.</p></article><input value='x'></form></body>"
+    )
+    text = load(Path("p.html"), "html", html.encode()).text
+    assert "# Rotating API tokens" in text
+    assert "Use kb token rotate." in text
+
+
+def test_docx_tables_stay_in_place(tmp_path: Path) -> None:
+    import docx
+
+    document = docx.Document()
+    document.add_heading("Refunds", level=1)
+    table = document.add_table(rows=2, cols=2)
+    for r, row in enumerate([("Plan", "Window"), ("Pro", "30 days")]):
+        for c, value in enumerate(row):
+            table.cell(r, c).text = value
+    document.add_heading("Privacy", level=1)
+    document.add_paragraph("We keep logs for 7 days.")
+    path = tmp_path / "t.docx"
+    document.save(str(path))
+    text = load(path, "docx", path.read_bytes()).text
+    assert text.index("Pro | 30 days") < text.index("## Privacy")
