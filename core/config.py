@@ -14,7 +14,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 from dotenv import dotenv_values
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from core.errors import ConfigError
 
@@ -77,7 +85,7 @@ class StoreSettings(_Section):
 
 class IngestSettings(_Section):
     chunk_size: int = Field(
-        384, ge=32, le=512, description="Chunk size in embedder tokens (max 512)"
+        384, ge=128, le=512, description="Chunk size in embedder tokens (128 to 512)"
     )
     chunk_overlap: int = Field(48, ge=0, le=256, description="Tokens shared by neighbouring chunks")
     include: tuple[str, ...] = Field((), description="Only files matching one of these globs")
@@ -85,6 +93,12 @@ class IngestSettings(_Section):
     gitignore: bool = Field(True, description="Skip paths ignored by .gitignore files")
     hidden: bool = Field(False, description="Also read hidden files and folders")
     max_file_mb: float = Field(50.0, gt=0, description="Skip files larger than this")
+
+    @model_validator(mode="after")
+    def _overlap_fits(self) -> IngestSettings:
+        if self.chunk_overlap > self.chunk_size // 2:
+            raise ValueError("chunk_overlap must be at most half of chunk_size")
+        return self
 
     @field_validator("include", "exclude", mode="before")
     @classmethod
@@ -152,6 +166,9 @@ def load_settings(
     explicit = config_path is not None or "KB_CONFIG" in env
     path = config_path or Path(env.get("KB_CONFIG", "config.toml"))
     toml_layer = _read_toml(path, required=explicit)
+    if not explicit and toml_layer and not set(toml_layer) & set(Settings.model_fields):
+        # A ./config.toml that belongs to another tool (no kb section at all) is not ours.
+        toml_layer = {}
     for key in SECRET_KEYS:
         section, name = key.split(".")
         if name in toml_layer.get(section, {}):
@@ -183,7 +200,8 @@ def load_settings(
         settings = Settings.model_validate(merged)
     except ValidationError as err:
         raise ConfigError(_describe(err, origins), hint="see `kb config` and config.toml") from err
-    return LoadedSettings(settings, origins, path if path.exists() else None)
+    used = path if path.exists() and (explicit or toml_layer) else None
+    return LoadedSettings(settings, origins, used)
 
 
 def effective_items(loaded: LoadedSettings) -> list[tuple[str, str, str]]:
@@ -252,7 +270,9 @@ def _prune_none(values: dict[str, Any]) -> dict[str, Any]:
 def _describe(err: ValidationError, origins: Mapping[str, str]) -> str:
     first = err.errors()[0]
     key = ".".join(str(part) for part in first["loc"])
-    origin = origins.get(key, "")
+    origin = origins.get(key) or next(
+        (o for k, o in origins.items() if k.startswith(f"{key}.")), ""
+    )
     where = f" (from {origin})" if origin else ""
     if first["type"] == "extra_forbidden":
         return f"unknown setting '{key}'{where}"

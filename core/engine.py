@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Literal
 
 from core.config import Settings
-from core.errors import NoKnowledgeBase, StoreBusy, StoreMismatch
+from core.errors import ConfigError, NoKnowledgeBase, StoreBusy, StoreMismatch
 from core.providers import KbEmbedding, make_embedder
 from core.text import ANALYZER_VERSION, sparse_document, sparse_query
 from stores.edge import CollectionMismatch, EdgeVectorStore, StoreLocked, StoreMissing, hold_lock
@@ -87,6 +87,11 @@ def open_engine(
         raise StoreBusy(
             f"knowledge base '{settings.kb.name}' is busy: another kb process is using it",
             hint="wait for it to finish, then try again",
+        ) from err
+    except OSError as err:
+        raise ConfigError(
+            f"cannot use {kb_dir} for knowledge base '{settings.kb.name}': {err.strerror or err}",
+            hint="check [kb].home and [store].path",
         ) from err
     except CollectionMismatch as err:
         raise StoreMismatch(

@@ -343,9 +343,43 @@ def _load_pdf(data: bytes) -> LoadedText:
 
 
 # Page furniture, never content. <header>/<footer> count as furniture only outside the main text.
-_HTML_DROP = ["script", "style", "noscript", "nav", "aside", "svg", "iframe", "template", "button", "select", "input", "textarea", "canvas", "menu", "dialog"]
+_HTML_DROP = [
+    "script",
+    "style",
+    "noscript",
+    "nav",
+    "aside",
+    "svg",
+    "iframe",
+    "template",
+    "button",
+    "select",
+    "input",
+    "textarea",
+    "canvas",
+    "menu",
+    "dialog",
+]
 _HTML_FURNITURE = ["header", "footer"]
-_HTML_BLOCKS = ["p", "div", "section", "article", "main", "li", "dt", "dd", "blockquote", "table", "tr", "figcaption", "caption", "br", "hr", "ul", "ol"]
+_HTML_BLOCKS = [
+    "p",
+    "div",
+    "section",
+    "article",
+    "main",
+    "li",
+    "dt",
+    "dd",
+    "blockquote",
+    "table",
+    "tr",
+    "figcaption",
+    "caption",
+    "br",
+    "hr",
+    "ul",
+    "ol",
+]
 
 
 def _load_html(markup: str) -> LoadedText:

@@ -201,3 +201,14 @@ def test_named_knowledge_bases_are_separate(runner: CliRunner, docs: Docs) -> No
         json.loads(runner.invoke(app, ["sources", "--kb", "work", "--json"]).stdout)["count"] == 1
     )
     assert runner.invoke(app, ["sources", "--kb", "other"]).exit_code == ExitCode.NO_KNOWLEDGE_BASE
+
+
+def test_kb_home_that_is_a_file_is_a_usage_error(
+    runner: CliRunner, docs: Docs, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("x")
+    monkeypatch.setenv("KB_KB__HOME", str(blocker))
+    result = runner.invoke(app, ["ingest", str(docs(TINY))])
+    assert result.exit_code == ExitCode.USAGE
+    assert result.stderr.startswith("error: cannot use")

@@ -135,3 +135,29 @@ def test_shipped_config_toml_documents_every_key_with_its_default() -> None:
             assert field.description is not None
             first_part = field.description.split(";")[0]
             assert first_part in text, f"{dotted}: config.toml comment differs from the code"
+
+
+def test_another_tools_config_toml_in_the_working_directory_is_ignored() -> None:
+    Path("config.toml").write_text('baseURL = "https://example.org"\n[params]\ntheme = "x"\n')
+    loaded = load_settings(environ={})
+    assert loaded.config_path is None
+    assert loaded.settings.retrieval.top_k == 5
+    with pytest.raises(ConfigError, match="'baseURL' must be a section"):
+        load_settings(Path("config.toml"), environ={})  # named explicitly: it must be ours
+
+
+def test_unknown_section_names_its_origin() -> None:
+    with pytest.raises(ConfigError, match=r"unknown setting 'foo' \(from environment\)"):
+        load_settings(environ={"KB_FOO__BAR": "1"})
+
+
+@pytest.mark.parametrize(
+    ("env", "needle"),
+    [
+        ({"KB_INGEST__CHUNK_SIZE": "64"}, "ingest.chunk_size"),
+        ({"KB_INGEST__CHUNK_SIZE": "200", "KB_INGEST__CHUNK_OVERLAP": "150"}, "at most half"),
+    ],
+)
+def test_chunking_settings_must_fit_together(env: dict[str, str], needle: str) -> None:
+    with pytest.raises(ConfigError, match=needle):
+        load_settings(environ=env)
