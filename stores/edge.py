@@ -77,6 +77,7 @@ class EdgeVectorStore(BasePydanticVectorStore):
     rrf_k: int = 60
 
     _shard: Any = PrivateAttr()
+    _dirty: bool = PrivateAttr(default=False)
     _lock: Any = PrivateAttr()
     _sparse_doc: SparseFn = PrivateAttr()
     _sparse_query: SparseFn = PrivateAttr()
@@ -144,7 +145,7 @@ class EdgeVectorStore(BasePydanticVectorStore):
         """Upsert embedded nodes (LlamaIndex API)."""
         points = [self._point(node) for node in nodes]
         if points:
-            self._shard.update(qe.UpdateOperation.upsert_points(points))
+            self._write(qe.UpdateOperation.upsert_points(points))
         return [node.node_id for node in nodes]
 
     def replace_document(
@@ -157,15 +158,15 @@ class EdgeVectorStore(BasePydanticVectorStore):
         ]  # built (and checked) before anything is deleted
         points.append(qe.Point(id=record_id(doc_id), vector={}, payload=payload))
         self.delete(doc_id)
-        self._shard.update(qe.UpdateOperation.upsert_points(points))
+        self._write(qe.UpdateOperation.upsert_points(points))
 
     def update_record(self, doc_id: str, fields: dict[str, Any]) -> None:
         """Change fields of a document's record (not its chunks)."""
-        self._shard.update(qe.UpdateOperation.set_payload([record_id(doc_id)], fields))
+        self._write(qe.UpdateOperation.set_payload([record_id(doc_id)], fields))
 
     def delete(self, ref_doc_id: str, **delete_kwargs: Any) -> None:
         """Remove a document's chunks and its record (LlamaIndex API)."""
-        self._shard.update(qe.UpdateOperation.delete_points_by_filter(_match("doc_id", ref_doc_id)))
+        self._write(qe.UpdateOperation.delete_points_by_filter(_match("doc_id", ref_doc_id)))
 
     def delete_nodes(
         self,
@@ -175,20 +176,25 @@ class EdgeVectorStore(BasePydanticVectorStore):
     ) -> None:
         """Remove chunks by id (LlamaIndex API)."""
         if node_ids:
-            self._shard.update(qe.UpdateOperation.delete_points(list(node_ids)))
+            self._write(qe.UpdateOperation.delete_points(list(node_ids)))
         if filters is not None:
-            self._shard.update(qe.UpdateOperation.delete_points_by_filter(_filter(filters)))
+            self._write(qe.UpdateOperation.delete_points_by_filter(_filter(filters)))
 
     def flush(self) -> None:
         """Make every write durable."""
         self._shard.flush()
+
+    def _write(self, operation: Any) -> None:
+        self._dirty = True
+        self._shard.update(operation)
 
     def close(self) -> None:
         """Flush, close the shard and release the lock. Safe to call twice."""
         shard = getattr(self, "_shard", None)
         if shard is not None:
             try:
-                shard.flush()
+                if self._dirty:
+                    shard.flush()
                 shard.close()
             finally:
                 self._shard = None
