@@ -61,3 +61,43 @@ def test_usage_error_exit_code_from_the_process(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert result.stdout == ""
     assert result.stderr.splitlines()[0].startswith("error: no such file or folder")
+
+
+def _without_file_permission_override() -> list[str]:
+    """Run as a user whom file permissions bind: root loses its override capabilities."""
+    if os.geteuid() != 0:
+        return []
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.skip("running as root and setpriv (util-linux) is not installed")
+    return [setpriv, "--bounding-set=-dac_override,-dac_read_search"]
+
+
+def test_permission_denied_is_reported_and_keeps_what_was_indexed(tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    (docs / "private").mkdir(parents=True)
+    (docs / "open.md").write_text("# Open\nAnyone may read this.\n")
+    (docs / "private" / "plan.md").write_text("# Plan\nThe launch is in May.\n")
+    (docs / "secret.md").write_text("# Secret\nNot for you.\n")
+    home = tmp_path / "home"
+    first = _run(["ingest", str(docs), "--json"], home)
+    assert sorted(json.loads(first.stdout)["added"]) == ["open.md", "private/plan.md", "secret.md"]
+    (docs / "secret.md").chmod(0)
+    (docs / "private").chmod(0)
+    try:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("KB_", "OPENAI_"))}
+        env["KB_KB__HOME"] = str(home)
+        command = [*_without_file_permission_override(), *KB, "ingest", str(docs), "--json"]
+        second = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    finally:
+        (docs / "secret.md").chmod(0o644)
+        (docs / "private").chmod(0o755)
+    assert second.returncode == 0, second.stderr
+    report = json.loads(second.stdout)
+    assert {p["path"]: p["reason"] for p in report["problems"]} == {
+        "private": "permission denied",
+        "secret.md": "permission denied",
+    }
+    assert "warning: secret.md: permission denied" in second.stderr
+    assert report["deleted"] == []  # what could not be read this time is kept
+    assert report["files_total"] == 3

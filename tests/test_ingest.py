@@ -245,14 +245,6 @@ def test_bad_files_are_reported_and_never_stop_the_run(hash_engine: Engine, docs
     assert pages
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads every file; permissions cannot deny it")
-def test_permission_denied_is_reported(hash_engine: Engine, docs: Docs) -> None:
-    root = docs({"good.md": "# Good\nText.\n", "secret.md": "# Secret\n"})
-    (root / "secret.md").chmod(0)
-    report = ingest([root], hash_engine)
-    assert [(p.path, p.reason) for p in report.problems] == [("secret.md", "permission denied")]
-
-
 def test_unreadable_file_keeps_its_indexed_chunks(hash_engine: Engine, docs: Docs) -> None:
     root = docs({"a.md": "# A\nAlpha.\n"})
     ingest([root], hash_engine)
