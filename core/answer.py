@@ -27,7 +27,6 @@ MAX_ANSWER_SENTENCES = 3
 def retrieve(question: str, engine: Engine, *, mode: str, top_k: int) -> list[Source]:
     """The `top_k` chunks that best match `question`, as numbered sources."""
     embedder = engine.embedder
-    assert embedder is not None
     embedding = embedder.get_query_embedding(question) if mode != "sparse" else None
     result = engine.store.query(
         VectorStoreQuery(

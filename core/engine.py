@@ -1,4 +1,8 @@
-"""The parts a command works with (settings, embedder, store), opened and closed together."""
+"""The parts a command works with (settings, store, embedder), opened and closed together.
+
+The embedder and the LlamaIndex vector store are built on first use, so commands that only plan or
+look up (an unchanged re-ingest, `kb sources`, `kb forget`) never load a model or LlamaIndex.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +10,19 @@ import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from core.config import Settings
 from core.errors import ConfigError, NoKnowledgeBase, StoreBusy, StoreMismatch
-from core.providers import KbEmbedding, make_embedder
+from core.models import known_identity
 from core.text import ANALYZER_VERSION, sparse_document, sparse_query
-from stores.edge import CollectionMismatch, EdgeVectorStore, StoreLocked, StoreMissing, hold_lock
+from stores.shard import CollectionMismatch, EdgeShardStore, StoreLocked, StoreMissing, hold_lock
+
+if TYPE_CHECKING:
+    from core.providers import KbEmbedding
+    from stores.edge import EdgeVectorStore
 
 FORMAT_VERSION = 1
 CHUNKER_VERSION = "sections-sentences-v1"  # bump when chunk boundaries or embedded text change
@@ -22,22 +31,39 @@ Purpose = Literal["read", "write", "manage"]
 
 @dataclass(frozen=True)
 class Engine:
-    """An open knowledge base: its settings, folder, store and (unless managing) embedder."""
+    """An open knowledge base: its settings, folder and shard; the embedder and vector store on demand."""
 
     settings: Settings
     kb_dir: Path
-    store: EdgeVectorStore
-    embedder: KbEmbedding | None
+    shard: EdgeShardStore
+    given_embedder: KbEmbedding | None = None
+
+    @cached_property
+    def embedder(self) -> KbEmbedding:
+        """The embedder the knowledge base was opened with (loaded on first use)."""
+        if self.given_embedder is not None:
+            return self.given_embedder
+        from core.providers import make_embedder
+
+        return make_embedder(self.settings.embedding)
+
+    @cached_property
+    def store(self) -> EdgeVectorStore:
+        """The shard behind LlamaIndex's vector-store API."""
+        from stores.edge import EdgeVectorStore
+
+        return EdgeVectorStore.over(self.shard)
 
 
 def collection_meta(
-    settings: Settings, embedder: KbEmbedding, purpose: Purpose
+    settings: Settings, identity: tuple[str, int], purpose: Purpose
 ) -> dict[str, object]:
     """What a knowledge base records about how it was built; a mismatch is refused."""
+    fingerprint, dim = identity
     meta: dict[str, object] = {
         "format": FORMAT_VERSION,
-        "embedder": embedder.fingerprint,
-        "dim": embedder.dim,
+        "embedder": fingerprint,
+        "dim": dim,
         "analyzer": ANALYZER_VERSION,
     }
     if purpose == "write":
@@ -56,21 +82,27 @@ def open_engine(
     embedder: KbEmbedding | None = None,
     wait_seconds: float = 0.0,
 ) -> Iterator[Engine]:
-    """Open the selected knowledge base (creating it when writing); always closes the store.
+    """Open the selected knowledge base (creating it when writing); always closes it.
 
-    `purpose`: "read" checks the embedder, "write" also the chunking settings and creates the store,
-    "manage" (sources, forget) needs no embedder. `embedder` replaces the configured one (a test seam).
+    `purpose`: "read" checks the embedder, "write" also the chunking settings and creates the
+    knowledge base, "manage" (sources, forget) checks nothing. `embedder` replaces the configured
+    one (a test seam).
     """
     kb_dir = settings.kb_dir()
-    model: KbEmbedding | None = None
     meta: dict[str, object] = {}
     if purpose != "manage":
-        model = embedder or make_embedder(settings.embedding)
-        meta = collection_meta(settings, model, purpose)
+        identity = None if embedder is not None else known_identity(settings.embedding)
+        if identity is None:
+            if embedder is None:
+                from core.providers import make_embedder
+
+                embedder = make_embedder(settings.embedding)  # learns the dimension
+            identity = (embedder.fingerprint, embedder.dim)
+        meta = collection_meta(settings, identity, purpose)
     if rebuild:
         _remove_store(kb_dir, wait_seconds)
     try:
-        store = EdgeVectorStore.open(
+        shard = EdgeShardStore.open(
             kb_dir,
             meta=meta,
             sparse_doc_fn=sparse_document,
@@ -99,9 +131,9 @@ def open_engine(
             hint="rebuild it with `kb ingest --rebuild PATH`, or restore the settings it was built with",
         ) from err
     try:
-        yield Engine(settings, kb_dir, store, model)
+        yield Engine(settings, kb_dir, shard, embedder)
     finally:
-        store.close()
+        shard.close()
 
 
 def _remove_store(kb_dir: Path, wait_seconds: float) -> None:

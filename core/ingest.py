@@ -18,9 +18,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
-
-from llama_index.core.schema import MetadataMode, NodeRelationship, RelatedNodeInfo, TextNode
+from typing import TYPE_CHECKING, Any
 
 from core.cache import EmbeddingCache, text_hash
 from core.chunking import chunk_text
@@ -28,9 +26,13 @@ from core.config import Settings, kb_home
 from core.engine import Engine, open_engine
 from core.errors import ConfigError
 from core.loaders import SNIFF_BYTES, NotText, UnreadableFile, kind_of, load
-from core.providers import KbEmbedding
 from core.results import FileProblem, IngestProgress, IngestReport, RenamedFile
 from core.text import detect_language
+
+if TYPE_CHECKING:
+    from llama_index.core.schema import TextNode
+
+    from core.providers import KbEmbedding
 
 CHUNK_NAMESPACE = uuid.UUID("0b7d7f8e-61a4-4f7e-8d7e-3f1c2f0e9b21")
 CONTEXT_TOKENS = 48  # reserved for the title/heading line embedded in front of each chunk
@@ -107,9 +109,8 @@ def run_ingest(
     with open_engine(settings, purpose="write", rebuild=rebuild, embedder=embedder) as engine:
         cache = None
         if settings.embedding.cache and not dry_run:
-            assert engine.embedder is not None
             path = kb_home(settings.kb.home) / "embedding-cache.sqlite3"
-            cache = EmbeddingCache(path, engine.embedder.fingerprint)
+            cache = EmbeddingCache(path, str(engine.shard.meta["embedder"]))
         try:
             return ingest(roots, engine, dry_run=dry_run, cache=cache, on_progress=on_progress)
         finally:
@@ -129,7 +130,7 @@ def ingest(
     started = time.perf_counter()
     settings = engine.settings
     roots = resolve_roots(paths)
-    records = {str(r["doc_id"]): r for r in engine.store.records()}
+    records = {str(r["doc_id"]): r for r in engine.shard.records()}
     plan = _make_plan(roots, records, settings)
     report = _report(plan, roots, settings, dry_run=dry_run)
     if dry_run:
@@ -138,14 +139,14 @@ def ingest(
         on_progress, files_total=len(plan.added) + len(plan.changed) + len(plan.renamed)
     )
     for record in plan.deleted:
-        engine.store.delete(str(record["doc_id"]))
+        engine.shard.delete_document(str(record["doc_id"]))
     for candidate in plan.touched:
-        engine.store.update_record(
+        engine.shard.update_record(
             str(candidate.abs_path), {"size": candidate.size, "mtime_ns": candidate.mtime_ns}
         )
     problems = list(plan.problems)
     stats, written = _write_changes(plan, engine, cache, problems, progress)
-    engine.store.flush()
+    engine.shard.flush()
     return replace(
         report,
         added=tuple(c.rel_path for c, _ in plan.added if str(c.abs_path) in written),
@@ -159,8 +160,8 @@ def ingest(
         chunks_written=stats["written"],
         chunks_embedded=stats["embedded"],
         chunks_reused=stats["reused"],
-        chunks_total=engine.store.count(),
-        files_total=engine.store.count("file"),
+        chunks_total=engine.shard.count(),
+        files_total=engine.shard.count("file"),
         embed_seconds=progress.embed_seconds,
         seconds=time.perf_counter() - started,
     )
@@ -494,8 +495,9 @@ def _write_changes(
 
 
 def _prepare(candidate: _Candidate, digest: str | None, engine: Engine) -> _Prepared:
+    from llama_index.core.schema import MetadataMode, NodeRelationship, RelatedNodeInfo, TextNode
+
     embedder = engine.embedder
-    assert embedder is not None
     data = candidate.abs_path.read_bytes()
     file_hash = digest or hashlib.blake2b(data, digest_size=16).hexdigest()
     loaded = load(candidate.abs_path, candidate.kind, data)
@@ -566,7 +568,7 @@ def _fill_known_vectors(
     """Give nodes the vectors already known (old chunks of the file, the cache); returns how many."""
     known: dict[str, list[float]] = {}
     if reuse_from is not None:
-        known.update({h: vec for h, (vec, _) in engine.store.document_vectors(reuse_from).items()})
+        known.update(engine.shard.document_vectors(reuse_from))
     hashes = [str(node.metadata["chunk_hash"]) for node in item.nodes]
     if cache is not None:
         known.update(cache.get_many(h for h in hashes if h not in known))
@@ -584,11 +586,12 @@ def _embed(
     cache: EmbeddingCache | None,
     progress: _Progress,
 ) -> int:
-    embedder = engine.embedder
-    assert embedder is not None
     todo = [(item, i) for item, _ in batch for i in item.missing]
     if not todo:
         return 0
+    from llama_index.core.schema import MetadataMode
+
+    embedder = engine.embedder
     by_hash: dict[str, str] = {}
     for item, i in todo:
         node = item.nodes[i]
@@ -640,7 +643,7 @@ def _commit(
         }
         engine.store.replace_document(doc_id, item.nodes, record)
         if reuse_from is not None and reuse_from != doc_id:
-            engine.store.delete(reuse_from)
+            engine.shard.delete_document(reuse_from)
         written += len(item.nodes)
         written_docs.add(doc_id)
         progress.files_done += 1

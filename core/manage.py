@@ -22,7 +22,7 @@ def list_sources(engine: Engine) -> list[SourceFile]:
             size=int(r.get("size", 0)),
             indexed_at=str(r.get("indexed_at", "")),
         )
-        for r in engine.store.records()
+        for r in engine.shard.records()
     ]
     return sorted(files, key=lambda f: (f.root, f.path))
 
@@ -34,10 +34,10 @@ def forget(paths: list[Path], engine: Engine) -> ForgetReport:
     ]
     removed: list[str] = []
     chunks = 0
-    for record in engine.store.records():
+    for record in engine.shard.records():
         doc = Path(str(record["doc_id"]))
         if any(doc == t or doc.is_relative_to(t) for t in targets):
-            engine.store.delete(str(record["doc_id"]))
+            engine.shard.delete_document(str(record["doc_id"]))
             removed.append(str(record.get("path", doc)))
             chunks += int(record.get("chunks", 0))
     if not removed:
@@ -45,5 +45,5 @@ def forget(paths: list[Path], engine: Engine) -> ForgetReport:
             f"nothing indexed under {', '.join(map(str, paths))}",
             hint="see `kb sources` for what is indexed",
         )
-    engine.store.flush()
+    engine.shard.flush()
     return ForgetReport(tuple(sorted(removed)), chunks)

