@@ -294,6 +294,7 @@ class _GitIgnore:
         self.plan = plan
         self.root = root
         self.specs: dict[Path, Any] = {}
+        self._chains: dict[Path, list[tuple[str, Any]]] = {}
         top = next((p for p in (root, *root.parents) if (p / ".git").exists()), root)
         for folder in reversed((root, *root.parents)):
             if _is_under(folder, top) and folder != root:
@@ -311,16 +312,26 @@ class _GitIgnore:
             self.plan.problems.append(_problem(_rel(path, self.root), err))
             return
         self.specs[folder] = pathspec.GitIgnoreSpec.from_lines(lines)
+        self._chains.clear()
 
     def ignores(self, path: Path, *, is_dir: bool) -> bool:
-        for folder in path.parents:  # deepest first
-            spec = self.specs.get(folder)
-            if spec is not None:
-                rel = path.relative_to(folder).as_posix() + ("/" if is_dir else "")
-                include = spec.check_file(rel).include
-                if include is not None:
-                    return bool(include)
+        text = path.as_posix()
+        for folder, spec in self._chain(path.parent):  # deepest first
+            rel = text[len(folder) + 1 :] + ("/" if is_dir else "")
+            include = spec.check_file(rel).include
+            if include is not None:
+                return bool(include)
         return False
+
+    def _chain(self, folder: Path) -> list[tuple[str, Any]]:
+        """The specs that apply inside `folder`, deepest first (computed once per folder)."""
+        chain = self._chains.get(folder)
+        if chain is None:
+            chain = [
+                (f.as_posix(), self.specs[f]) for f in (folder, *folder.parents) if f in self.specs
+            ]
+            self._chains[folder] = chain
+        return chain
 
 
 def _candidate(path: Path, rel: str, root: Path, max_mb: float, plan: _Plan) -> _Candidate | None:
