@@ -65,7 +65,6 @@ class Output:
         if self.as_json:
             self.json(asdict(report))
             return
-        verb = "would" if report.dry_run else "did"
         if report.dry_run:
             for label, items in (
                 ("add", report.added),
@@ -81,7 +80,10 @@ class Output:
             f"deleted {len(report.deleted)}, unchanged {report.unchanged}"
         )
         if self.fancy:
-            table = Table(title=f"kb ingest ({verb} on '{escape(report.kb)}')", show_header=False)
+            title = f"kb ingest → '{escape(report.kb)}'" + (
+                " (dry run: nothing written)" if report.dry_run else ""
+            )
+            table = Table(title=title, show_header=False)
             table.add_column(style="bold")
             table.add_column()
             table.add_row("files", escape(counts))
