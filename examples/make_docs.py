@@ -4,8 +4,8 @@ The Markdown, text and HTML samples are plain files checked in as-is; only the
 PDF and the Word document are produced here, so they can be rebuilt after an
 edit to the text below::
 
-    /work/venv/bin/pip install fpdf2 python-docx
-    /work/venv/bin/python examples/make_docs.py
+    .venv/bin/pip install fpdf2
+    .venv/bin/python examples/make_docs.py
 
 ``fpdf2`` and ``python-docx`` are needed only to *generate* these files; they
 are not runtime dependencies of ``kb``. Output is deterministic (fixed
