@@ -25,7 +25,7 @@ from core.chunking import chunk_text
 from core.config import Settings, kb_home
 from core.engine import Engine, open_engine
 from core.errors import ConfigError
-from core.loaders import SNIFF_BYTES, NotText, UnreadableFile, kind_of, load
+from core.loaders import SNIFF_BYTES, NotText, UnreadableFile, kind_of, load, looks_like_text
 from core.results import FileProblem, IngestProgress, IngestReport, RenamedFile
 from core.text import detect_language
 
@@ -235,9 +235,8 @@ def _make_plan(
                 plan.added.append((candidate, digest))
         elif record.get("file_hash") == digest:
             plan.unchanged.append(candidate)
-            plan.touched.append(
-                candidate
-            )  # same bytes, new mtime: remember it, skip the hash next time
+            # Same bytes, new mtime: record the new mtime so the next run skips the hash.
+            plan.touched.append(candidate)
         else:
             plan.changed.append((candidate, digest))
     plan.deleted = sorted(in_scope.values(), key=lambda r: str(r.get("path")))
@@ -359,20 +358,19 @@ def _candidate(path: Path, rel: str, root: Path, max_mb: float, plan: _Plan) -> 
     if not os.access(path, os.R_OK):
         plan.problems.append(FileProblem(rel, "permission denied"))
         return None
-    if kind == "sniff" and not _looks_like_text(path):
+    if kind == "sniff" and not _sniff(path):
         plan.ignored += 1
         return None
     return _Candidate(path.absolute(), rel, root, kind, info.st_size, info.st_mtime_ns)
 
 
-def _looks_like_text(path: Path) -> bool:
-    """A file of unknown type is read only if its start has no NUL byte (or a UTF-16 mark)."""
+def _sniff(path: Path) -> bool:
+    """`looks_like_text` on a file's first bytes; a file that cannot be read is left to the reader."""
     try:
         with path.open("rb") as handle:
-            head = handle.read(SNIFF_BYTES)
+            return looks_like_text(handle.read(SNIFF_BYTES))
     except OSError:
-        return True  # let the reader report it
-    return b"\x00" not in head or head.startswith((b"\xff\xfe", b"\xfe\xff"))
+        return True
 
 
 def _glob(rel: str, pattern: str) -> bool:

@@ -232,7 +232,7 @@ def load(path: Path, kind: str, data: bytes) -> LoadedText:
     elif kind == "html":
         loaded = _load_html(decode(data))
     elif kind == "sniff":
-        if b"\x00" in data[:SNIFF_BYTES] and not _has_utf16_bom(data):
+        if not looks_like_text(data[:SNIFF_BYTES]):
             raise NotText
         try:
             loaded = LoadedText(decode(data), "text")
@@ -245,8 +245,9 @@ def load(path: Path, kind: str, data: bytes) -> LoadedText:
     return loaded
 
 
-def _has_utf16_bom(data: bytes) -> bool:
-    return data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE))
+def looks_like_text(head: bytes) -> bool:
+    """Whether a file of unknown type is worth reading: its start has no NUL byte (or a UTF-16 mark)."""
+    return b"\x00" not in head or head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE))
 
 
 def decode(data: bytes) -> str:
