@@ -86,11 +86,19 @@ def _query(engine: Engine, text: str, mode: str = "hybrid") -> Any:
     )
 
 
-def test_second_run_over_unchanged_folder_embeds_nothing(hash_engine: Engine, docs: Docs) -> None:
+@pytest.fixture
+def indexed(hash_engine: Engine, docs: Docs) -> tuple[Path, HashEmbedding]:
+    """SECTIONS written and ingested once; the folder and the embedder that counts texts."""
     root = docs(SECTIONS)
     ingest([root], hash_engine)
-    embedder = hash_engine.embedder
-    assert isinstance(embedder, HashEmbedding)
+    assert isinstance(hash_engine.embedder, HashEmbedding)
+    return root, hash_engine.embedder
+
+
+def test_second_run_over_unchanged_folder_embeds_nothing(
+    hash_engine: Engine, indexed: tuple[Path, HashEmbedding]
+) -> None:
+    root, embedder = indexed
     before = embedder.texts_embedded
     report = ingest([root], hash_engine)
     assert report.unchanged == 3
@@ -102,11 +110,10 @@ def test_second_run_over_unchanged_folder_embeds_nothing(hash_engine: Engine, do
     assert embedder.texts_embedded == before
 
 
-def test_changed_file_embeds_only_its_new_text(hash_engine: Engine, docs: Docs) -> None:
-    root = docs(SECTIONS)
-    ingest([root], hash_engine)
-    embedder = hash_engine.embedder
-    assert isinstance(embedder, HashEmbedding)
+def test_changed_file_embeds_only_its_new_text(
+    hash_engine: Engine, indexed: tuple[Path, HashEmbedding]
+) -> None:
+    root, embedder = indexed
     before = embedder.texts_embedded
     guide = root / "guide.md"
     guide.write_text(guide.read_text().replace("Stop the service first.", "Back up, then stop."))
@@ -135,11 +142,10 @@ def test_deleted_file_is_removed(hash_engine: Engine, docs: Docs) -> None:
     assert "notes.txt" not in _consistent(hash_engine)
 
 
-def test_renamed_and_moved_files_are_not_re_embedded(hash_engine: Engine, docs: Docs) -> None:
-    root = docs(SECTIONS)
-    ingest([root], hash_engine)
-    embedder = hash_engine.embedder
-    assert isinstance(embedder, HashEmbedding)
+def test_renamed_and_moved_files_are_not_re_embedded(
+    hash_engine: Engine, indexed: tuple[Path, HashEmbedding]
+) -> None:
+    root, embedder = indexed
     before = embedder.texts_embedded
     (root / "archive").mkdir()
     shutil.move(root / "guide.md", root / "archive" / "old-guide.md")
