@@ -17,14 +17,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cache, lru_cache
 
-ANALYZER_VERSION = "jieba-snowball-v1"
+ANALYZER_VERSION = "jieba-snowball-v2"  # v2: digits and Latin no longer glued to Chinese
 BM25_K1 = 1.2
 BM25_B = 0.75
 BM25_AVG_LEN = 256.0
 
 _CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
 _CJK_RUN = re.compile(f"[{_CJK}]+")
-_TOKEN = re.compile(f"[{_CJK}]+|[^\\W_]+", re.UNICODE)
+_TOKEN = re.compile(f"[{_CJK}]+|[^\\W_{_CJK}]+", re.UNICODE)
 _LATIN = re.compile(r"[A-Za-z]+")
 _SENTENCE_END = re.compile(
     r"(?<=[。！？；])"  # Chinese sentence punctuation

@@ -35,6 +35,15 @@ def test_tokens_segment_chinese_and_stem_english() -> None:
     assert "were" not in tokens
 
 
+def test_numbers_and_latin_words_are_not_glued_to_chinese() -> None:
+    # "308分" must match a question about "多少分"; "NFL联盟" must match "NFL".
+    tokens = list(tokenize("黑豹队只丢了308分，领先NFL联盟"))
+    assert "308" in tokens
+    assert "分" in tokens
+    assert "nfl" in tokens
+    assert "联盟" in tokens
+
+
 def test_full_width_text_is_normalised() -> None:
     assert list(tokenize("ＡＰＩ")) == list(tokenize("api"))
 
