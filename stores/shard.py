@@ -239,12 +239,7 @@ class EdgeShardStore:
         """`dense`, `sparse` or `hybrid` (reciprocal-rank fusion in the engine) search over chunks."""
         flt = _filter({**(conditions or {}), "kind": "chunk"}, exclude)
         dense_query = qe.Query.Nearest(list(dense), using=DENSE) if dense is not None else None
-        sparse_query = None
-        if text:
-            indices, values = self._sparse_query(text)
-            if indices:
-                vector = qe.SparseVector(indices=indices, values=values)
-                sparse_query = qe.Query.Nearest(vector, using=SPARSE)
+        sparse_query = self._sparse_nearest(text)
         if mode == "sparse" or (mode == "hybrid" and dense_query is None):
             if sparse_query is None:
                 return []
@@ -268,9 +263,70 @@ class EdgeShardStore:
             if dense_query is None:
                 raise ValueError("a dense search needs a query vector")
             request = qe.QueryRequest(limit=limit, query=dense_query, filter=flt, with_payload=True)
-        return [Hit(str(h.id), float(h.score), h.payload or {}) for h in self._shard.query(request)]
+        return self._query(request)
+
+    def dense_search(
+        self,
+        vector: Sequence[float],
+        *,
+        limit: int,
+        conditions: Conditions | None = None,
+        exclude: Conditions | None = None,
+        ids: Sequence[str] | None = None,
+        with_payload: bool = True,
+    ) -> list[Hit]:
+        """Chunks nearest to `vector` by cosine similarity (exact), best first; `ids` restricts to those."""
+        flt = _filter({**(conditions or {}), "kind": "chunk"}, exclude, ids)
+        query = qe.Query.Nearest(list(vector), using=DENSE)
+        return self._query(
+            qe.QueryRequest(limit=limit, query=query, filter=flt, with_payload=with_payload)
+        )
+
+    def sparse_search(
+        self,
+        text: str,
+        *,
+        limit: int,
+        conditions: Conditions | None = None,
+        exclude: Conditions | None = None,
+        ids: Sequence[str] | None = None,
+        with_payload: bool = True,
+    ) -> list[Hit]:
+        """Chunks sharing keywords with `text`, by BM25-style score (IDF kept by the engine)."""
+        query = self._sparse_nearest(text)
+        if query is None:
+            return []
+        flt = _filter({**(conditions or {}), "kind": "chunk"}, exclude, ids)
+        return self._query(
+            qe.QueryRequest(limit=limit, query=query, filter=flt, with_payload=with_payload)
+        )
+
+    def facet(self, key: str, conditions: Conditions | None = None) -> dict[Any, int]:
+        """How many chunks carry each value of the indexed payload field `key`."""
+        flt = _filter({**(conditions or {}), "kind": "chunk"})
+        response = self._shard.facet(qe.FacetRequest(key=key, limit=1000, exact=True, filter=flt))
+        return {hit.value: int(hit.count) for hit in response.hits}
+
+    def neighbours(self, doc_id: str, indices: Sequence[int]) -> list[Hit]:
+        """A document's chunks at the given `chunk_index` positions (score 0), in index order."""
+        if not indices:
+            return []
+        flt = _filter({"doc_id": doc_id, "kind": "chunk", "chunk_index": list(indices)})
+        hits = [Hit(str(r.id), 0.0, r.payload or {}) for r in self._scroll(flt, True)]
+        return sorted(hits, key=lambda hit: int(hit.payload.get("chunk_index", 0)))
 
     # -- helpers --------------------------------------------------------------------------------
+
+    def _sparse_nearest(self, text: str | None) -> Any:
+        if not text:
+            return None
+        indices, values = self._sparse_query(text)
+        if not indices:
+            return None
+        return qe.Query.Nearest(qe.SparseVector(indices=indices, values=values), using=SPARSE)
+
+    def _query(self, request: Any) -> list[Hit]:
+        return [Hit(str(h.id), float(h.score), h.payload or {}) for h in self._shard.query(request)]
 
     def _write(self, operation: Any) -> None:
         self._dirty = True
@@ -316,8 +372,12 @@ def _condition(key: str, value: Any) -> Any:
     return qe.FieldCondition(key=key, match=qe.MatchValue(value=value))
 
 
-def _filter(conditions: Conditions, exclude: Conditions | None = None) -> Any:
+def _filter(
+    conditions: Conditions, exclude: Conditions | None = None, ids: Sequence[str] | None = None
+) -> Any:
     must = [_condition(k, v) for k, v in conditions.items()]
+    if ids is not None:
+        must.append(qe.HasIdCondition(point_ids=set(ids)))
     must_not = [_condition(k, v) for k, v in (exclude or {}).items()]
     return qe.Filter(must=must or None, must_not=must_not or None)
 
