@@ -64,16 +64,25 @@ class EmbeddingSettings(_Section):
 
 
 class LlmSettings(_Section):
-    provider: Literal["none", "openai"] = Field(
-        "none",
-        description="none: extractive answers offline; openai: any OpenAI-compatible endpoint",
+    provider: Literal["none", "openai", "deepseek", "qwen", "glm", "ollama", "vllm", "llamacpp"] = (
+        Field(
+            "none",
+            description="none: extractive answers, offline; openai (any OpenAI-compatible base_url), "
+            "deepseek, qwen (DashScope), glm (Zhipu), ollama, vllm, llamacpp: presets of base_url, model and key",
+        )
     )
-    base_url: str = Field(
-        "", description="OpenAI-compatible base URL (OpenAI, DeepSeek, Qwen, Ollama, ...)"
+    base_url: str = Field("", description="OpenAI-compatible base URL; empty: the preset's")
+    model: str = Field("", description="Chat model name; empty: the preset's")
+    api_key: SecretStr | None = Field(
+        None,
+        description="Secret: KB_LLM__API_KEY or the preset's variable (e.g. DEEPSEEK_API_KEY) in .env or env",
     )
-    model: str = Field("", description="Chat model name")
-    api_key: SecretStr | None = Field(None, description="Secret: KB_LLM__API_KEY in .env or env")
     temperature: float = Field(0.1, ge=0, le=2, description="Sampling temperature")
+    max_tokens: int = Field(1024, ge=16, le=32768, description="Longest answer, in tokens")
+    timeout: float = Field(60.0, gt=0, description="Seconds to wait for the endpoint's reply")
+    max_retries: int = Field(
+        2, ge=0, le=5, description="Retries on connection errors, 429 and 5xx (with backoff)"
+    )
 
 
 class StoreSettings(_Section):
@@ -112,6 +121,27 @@ class IngestSettings(_Section):
 class RetrievalSettings(_Section):
     mode: Literal["hybrid", "dense", "sparse"] = Field("hybrid", description="Retrieval mode")
     top_k: int = Field(5, ge=1, le=100, description="Chunks to retrieve")
+    dense_weight: float = Field(
+        0.7,
+        ge=0,
+        le=1,
+        description="Hybrid: weight of the min-max normalised dense score (the rest: keyword score)",
+    )
+    balance_languages: bool = Field(
+        True, description="Dense search once per language present, so questions cross languages"
+    )
+    context: int = Field(
+        0, ge=0, le=5, description="Neighbouring chunks added on each side of a hit (--context)"
+    )
+    min_score: float | Literal["auto"] = Field(
+        "auto",
+        description="Refuse to answer when the best dense score is below this; "
+        "auto: calibrated for the bundled embedders (off for others); 0: never refuse",
+    )
+    reranker: str = Field(
+        "",
+        description="fastembed cross-encoder model to rerank with (needs kb[fastembed]); empty: off",
+    )
 
 
 class Settings(_Section):
@@ -130,6 +160,28 @@ class Settings(_Section):
 
 
 SECRET_KEYS = frozenset({"embedding.api_key", "llm.api_key"})
+
+
+@dataclass(frozen=True)
+class LlmPreset:
+    """Where an OpenAI-compatible service lives, its usual model, and the variable holding its key."""
+
+    base_url: str
+    model: str
+    key_env: str = ""  # empty: the service needs no key (a local server)
+
+
+LLM_PRESETS: Mapping[str, LlmPreset] = {
+    "openai": LlmPreset("https://api.openai.com/v1", "gpt-4o-mini", "OPENAI_API_KEY"),
+    "deepseek": LlmPreset("https://api.deepseek.com/v1", "deepseek-chat", "DEEPSEEK_API_KEY"),
+    "qwen": LlmPreset(
+        "https://dashscope.aliyuncs.com/compatible-mode/v1", "qwen-plus", "DASHSCOPE_API_KEY"
+    ),
+    "glm": LlmPreset("https://open.bigmodel.cn/api/paas/v4", "glm-4-flash", "ZHIPUAI_API_KEY"),
+    "ollama": LlmPreset("http://localhost:11434/v1", "qwen2.5:7b"),
+    "vllm": LlmPreset("http://localhost:8000/v1", ""),
+    "llamacpp": LlmPreset("http://localhost:8080/v1", "local"),
+}
 
 
 def kb_home(home: str = "") -> Path:
@@ -196,6 +248,7 @@ def load_settings(
             for key, value in values.items():
                 merged.setdefault(section, {})[key] = value
                 origins[f"{section}.{key}"] = origin
+    _preset_key(merged, origins, [(".env", dotenv_env), ("environment", env)])
     try:
         settings = Settings.model_validate(merged)
     except ValidationError as err:
@@ -227,6 +280,23 @@ def mask_secret(value: SecretStr | None) -> str:
         return "(not set)"
     raw = value.get_secret_value()
     return "****" if len(raw) < 12 else f"{raw[:3]}…{raw[-4:]}"
+
+
+def _preset_key(
+    merged: dict[str, Any],
+    origins: dict[str, str],
+    sources: list[tuple[str, Mapping[str, str]]],
+) -> None:
+    """Without KB_LLM__API_KEY, an LLM preset's own variable (e.g. DEEPSEEK_API_KEY) supplies the key."""
+    llm = merged.get("llm", {})
+    preset = LLM_PRESETS.get(str(llm.get("provider", "")))
+    if "api_key" in llm or preset is None or not preset.key_env:
+        return
+    for origin, values in reversed(sources):  # the environment beats .env
+        if values.get(preset.key_env):
+            merged["llm"]["api_key"] = values[preset.key_env]
+            origins["llm.api_key"] = f"{origin} ({preset.key_env})"
+            return
 
 
 def _read_toml(path: Path, *, required: bool) -> dict[str, Any]:

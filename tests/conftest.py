@@ -37,7 +37,11 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     work = tmp_path / "work"
     work.mkdir()
     monkeypatch.chdir(work)
-    for var in [v for v in os.environ if v.startswith(("KB_", "OPENAI_"))]:
+    for var in [
+        v
+        for v in os.environ
+        if v.startswith(("KB_", "OPENAI_", "DEEPSEEK_", "DASHSCOPE_", "ZHIPUAI_"))
+    ]:
         monkeypatch.delenv(var)
     home = tmp_path / "kbhome"
     monkeypatch.setenv("KB_KB__HOME", str(home))
