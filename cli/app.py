@@ -26,6 +26,7 @@ class ExitCode(IntEnum):
     UNAVAILABLE = 3  # knowledge base busy, or an embedding/LLM endpoint unreachable: retry later
     NO_KNOWLEDGE_BASE = 4  # nothing ingested yet under this name
     INCOMPLETE = 5  # `kb ingest --strict`: some files could not be indexed
+    NO_ANSWER = 6  # `kb ask`: nothing relevant in the knowledge base (nearest sources still listed)
     INTERRUPTED = 130  # Ctrl-C
 
 

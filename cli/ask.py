@@ -31,8 +31,52 @@ def ask_command(
             "--top-k", help="Chunks to retrieve (default: [retrieval].top_k).", metavar="N"
         ),
     ] = None,
+    paths: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--path",
+            help="Only files whose path matches this glob (repeatable), e.g. 'notes/*.md'.",
+            metavar="GLOB",
+        ),
+    ] = None,
+    file_types: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--type",
+            help="Only files of this type (repeatable): markdown, text, code, pdf, html, docx.",
+            metavar="TYPE",
+        ),
+    ] = None,
+    context: Annotated[
+        int | None,
+        typer.Option(
+            "--context",
+            help="Add N neighbouring chunks on each side of every hit (default: [retrieval].context).",
+            metavar="N",
+        ),
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model", help="Chat model to answer with (default: [llm].model).", metavar="NAME"
+        ),
+    ] = None,
+    retrieve_only: Annotated[
+        bool, typer.Option("--retrieve-only", help="Print the ranked chunks, no answer.")
+    ] = False,
     no_sources: Annotated[
         bool, typer.Option("--no-sources", help="Print the answer only.")
+    ] = False,
+    show_thinking: Annotated[
+        bool,
+        typer.Option("--show-thinking", help="Also print a reasoning model's thinking."),
+    ] = False,
+    stream_json: Annotated[
+        bool,
+        typer.Option(
+            "--stream-json",
+            help="JSON lines as the answer arrives: sources, tokens, then the answer.",
+        ),
     ] = False,
     config: ConfigOpt = None,
     kb: KbOpt = None,
@@ -40,13 +84,19 @@ def ask_command(
 ) -> None:
     """Answer a question from the knowledge base, citing its sources as [1], [2], ...
 
+    Exits 6 when the knowledge base has nothing relevant (the nearest sources are still listed).
+
     Example: kb ask "How long is the refund window?"
     """
+    from cli.app import ExitCode
     from cli.output import Output
-    from core.answer import ask
+    from core.answer import answer
     from core.engine import open_engine
-    from core.errors import ConfigError
+    from core.errors import ConfigError, KbError
+    from core.retrieve import RetrievalQuery, retrieve
 
+    if as_json and stream_json:
+        raise ConfigError("--json and --stream-json cannot be combined", hint="pick one")
     if question is None:
         if sys.stdin.isatty():
             raise ConfigError("no question given", hint='kb ask "QUESTION", or pipe it on stdin')
@@ -54,7 +104,41 @@ def ask_command(
     question = question.strip()
     if not question:
         raise ConfigError("the question is empty", hint='kb ask "QUESTION"')
-    settings = load(config, kb, retrieval={"mode": mode, "top_k": top_k}).settings
-    with open_engine(settings, purpose="read") as engine:
-        answer = ask(question, engine, mode=settings.retrieval.mode, top_k=settings.retrieval.top_k)
-    Output(as_json=as_json).answer(answer, show_sources=not no_sources)
+    settings = load(
+        config,
+        kb,
+        retrieval={"mode": mode, "top_k": top_k, "context": context},
+        llm={"model": model},
+    ).settings
+    out = Output(as_json=as_json or stream_json, stream_json=stream_json)
+    cfg = settings.retrieval
+    query = RetrievalQuery(
+        question=question,
+        mode=cfg.mode,
+        top_k=cfg.top_k,
+        paths=tuple(paths or ()),
+        file_types=tuple(file_types or ()),
+        context=cfg.context,
+        dense_weight=cfg.dense_weight,
+        balance_languages=cfg.balance_languages,
+    )
+    try:
+        with open_engine(settings, purpose="read") as engine:
+            retrieval = retrieve(query, engine)
+            if retrieve_only:
+                out.retrieved(retrieval, show_sources=not no_sources)
+                if not retrieval.sources:
+                    raise typer.Exit(ExitCode.NO_ANSWER)
+                return
+            with out.answer_stream(retrieval) as stream:
+                result = answer(
+                    retrieval, engine, on_event=stream.on_event, show_thinking=show_thinking
+                )
+                stream.finish(result)
+    except KbError as err:
+        if stream_json:
+            out.json({"type": "error", "message": str(err), "hint": err.hint})
+        raise
+    out.answer(result, show_sources=not no_sources, streamed=stream.streamed)
+    if not result.found:
+        raise typer.Exit(ExitCode.NO_ANSWER)

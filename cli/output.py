@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -15,7 +17,8 @@ from rich.table import Table
 
 if TYPE_CHECKING:
     from core.errors import KbError
-    from core.results import Answer, ForgetReport, IngestReport, SourceFile
+    from core.results import Answer, ForgetReport, IngestReport, Source, SourceFile
+    from core.retrieve import Retrieval
 
 
 def _stderr() -> Console:
@@ -35,6 +38,7 @@ class Output:
     """Owns the terminal facts: which stream, whether fancy, whether JSON."""
 
     as_json: bool = False
+    stream_json: bool = False  # JSON lines: sources, then tokens as they arrive, then the answer
     out: Console = field(default_factory=lambda: Console(highlight=False))
     err: Console = field(default_factory=_stderr)
 
@@ -138,42 +142,81 @@ class Output:
 
     # -- ask ----------------------------------------------------------------------------------
 
-    def answer(self, answer: Answer, *, show_sources: bool = True) -> None:
-        """An answer and its sources."""
+    def retrieved(self, retrieval: Retrieval, *, show_sources: bool = True) -> None:
+        """`kb ask --retrieve-only`: the ranked chunks."""
         if self.as_json:
-            self.json(asdict(answer))
+            self.json(
+                {
+                    "question": retrieval.query.question,
+                    "mode": retrieval.query.mode,
+                    "languages": list(retrieval.languages),
+                    "best_score": retrieval.best_dense,
+                    "sources": [asdict(s) for s in retrieval.sources],
+                    "timings": retrieval.timings,
+                }
+            )
             return
+        if not retrieval.sources:
+            self.err.print("nothing matched", soft_wrap=True)
+            return
+        if self.fancy:
+            self.out.print(_sources_table(retrieval.sources, snippet=400, title="Retrieved"))
+            return
+        for s in retrieval.sources:
+            self.write(_source_line(s))
+            if show_sources:
+                self.write("\t" + " ".join(s.text.split()))
+
+    @contextmanager
+    def answer_stream(self, retrieval: Retrieval) -> Iterator[AnswerStream]:
+        """Where an answer's tokens go while it is generated: a live Markdown view on a terminal,
+        JSON lines with `--stream-json`, nowhere when piped (the whole answer follows)."""
+        stream = AnswerStream(self, stream_json=self.stream_json)
+        if self.stream_json:
+            self.json({"type": "sources", "sources": [asdict(s) for s in retrieval.sources]})
+        try:
+            yield stream
+        finally:
+            stream.close()
+
+    def answer(self, answer: Answer, *, show_sources: bool = True, streamed: bool = False) -> None:
+        """An answer and its sources; after a live stream, only what follows the text."""
+        payload = {**asdict(answer), "found": answer.found}
+        if self.as_json:
+            self.json({"type": "answer", **payload} if self.stream_json else payload)
+            return
+        if answer.invalid_citations:
+            self.warn(
+                "removed citations that match no source: " + " ".join(answer.invalid_citations)
+            )
+        sources = answer.sources if show_sources else ()
         if self.fancy:
             from rich.markdown import Markdown
 
-            self.out.print(Markdown(answer.answer))
-            self.out.print(
-                f"[dim]({escape(answer.model)} answer, {escape(answer.mode)} retrieval)[/]"
-            )
-            if show_sources:
-                self.out.print(self._sources_table(answer))
+            if answer.thinking and not streamed:
+                self.out.print(f"[dim italic]{escape(answer.thinking)}[/]")
+            if not streamed:
+                self.out.print(Markdown(answer.answer))
+            if answer.supporting:
+                self.out.print("[bold]Supporting passages[/] [dim](no citations in the answer)[/]")
+                self.out.print(Markdown(answer.supporting))
+            self.out.print(f"[dim]{escape(_answer_note(answer))}[/]")
+            if sources:
+                self.out.print(_sources_table(sources, cited=set(answer.citations)))
             return
-        self.write(answer.answer)
-        if show_sources:
+        if answer.thinking:
+            self.write(answer.thinking)
             self.write("")
-            for s in answer.sources:
-                self.write(
-                    f"[{s.n}] {s.path}{_locator(s.page, s.line_start, s.line_end)}\t{s.score:.3f}"
-                )
-
-    def _sources_table(self, answer: Answer) -> Table:
-        table = Table(title="Sources", show_lines=False)
-        for column in ("#", "file", "where", "score", "snippet"):
-            table.add_column(column, overflow="fold")
-        for s in answer.sources:
-            uri = Path(s.abs_path).as_uri() if s.abs_path.startswith("/") else ""
-            link = f"[link={uri}]{escape(s.path)}[/link]" if uri else escape(s.path)
-            where = " › ".join(s.headings) + _locator(s.page, s.line_start, s.line_end)
-            snippet = " ".join(s.text.split())[:120]
-            table.add_row(
-                f"[{s.n}]", link, escape(where.strip()), f"{s.score:.3f}", escape(snippet)
-            )
-        return table
+        self.write(answer.answer)
+        if answer.supporting:
+            self.write("")
+            self.write(answer.supporting)
+        if answer.kind == "refused":
+            self.err.print(escape(_answer_note(answer)), soft_wrap=True)
+        if sources:
+            self.write("")
+            for s in sources:
+                self.write(_source_line(s))
 
     def config(self, rows: list[tuple[str, str, str]], path: str | None) -> None:
         """The effective configuration and where each value came from."""
@@ -195,6 +238,107 @@ class Output:
             return
         for key, value, origin in rows:
             self.write(f"{key} = {value}\t# {origin}")
+
+
+class AnswerStream:
+    """Receives an answer's tokens as the LLM writes them."""
+
+    def __init__(self, output: Output, *, stream_json: bool) -> None:
+        self.output = output
+        self.stream_json = stream_json
+        self.streamed = False  # whether the answer text was already shown
+        self._text = ""
+        self._thinking = ""
+        self._live: Any = None
+
+    def on_event(self, kind: str, text: str) -> None:
+        """A token (or a piece of reasoning) arrived."""
+        if self.stream_json:
+            self.streamed = True
+            self.output.json({"type": kind, "text": text})
+            return
+        if not self.output.fancy:
+            return  # piped: the whole answer is written once it is checked
+        if kind == "token":
+            self._text += text
+        else:
+            self._thinking += text
+        if self._live is None:
+            from rich.live import Live
+
+            self._live = Live(
+                self._view(),
+                console=self.output.out,
+                refresh_per_second=12,
+                vertical_overflow="visible",
+            )
+            self._live.start()
+            self.streamed = True
+        self._live.update(self._view())
+
+    def finish(self, answer: Answer) -> None:
+        """Show the checked answer (invalid citations removed) in place of the raw stream."""
+        if self._live is not None:
+            self._text = answer.answer
+            self._live.update(self._view(), refresh=True)
+
+    def close(self) -> None:
+        """Stop the live view (also when generation failed midway)."""
+        if self._live is not None:
+            self._live.stop()
+            self._live = None
+
+    def _view(self) -> Any:
+        from rich.console import Group
+        from rich.markdown import Markdown
+        from rich.text import Text
+
+        parts: list[Any] = []
+        if self._thinking:
+            parts.append(Text(self._thinking.strip(), style="dim italic"))
+        parts.append(Markdown(self._text))
+        return Group(*parts)
+
+
+def _answer_note(answer: Answer) -> str:
+    if answer.kind == "refused":
+        best = "none" if answer.best_score is None else f"{answer.best_score:.3f}"
+        return (
+            f"Nothing in the knowledge base is relevant enough (best score {best}, threshold "
+            f"{answer.min_score:.3f}); no answer was generated. Nearest sources:"
+        )
+    if answer.kind == "extractive":
+        return f"extractive answer (no LLM configured), {answer.mode} retrieval"
+    if answer.kind == "not_found":
+        return f"{answer.model}: the sources do not answer this; {answer.mode} retrieval"
+    return f"answered by {answer.model}, {answer.mode} retrieval"
+
+
+def _source_line(s: Source) -> str:
+    return f"[{s.n}] {s.path}{_locator(s.page, s.line_start, s.line_end)}\t{s.score:.3f}"
+
+
+def _sources_table(
+    sources: Sequence[Source],
+    *,
+    cited: set[int] | None = None,
+    snippet: int = 120,
+    title: str = "Sources",
+) -> Table:
+    table = Table(title=title, show_lines=False)
+    for column in ("#", "file", "where", "score", "snippet"):
+        table.add_column(column, overflow="fold")
+    for s in sources:
+        uri = Path(s.abs_path).as_uri() if s.abs_path.startswith("/") else ""
+        link = f"[link={uri}]{escape(s.path)}[/link]" if uri else escape(s.path)
+        where = " › ".join(s.headings) + _locator(s.page, s.line_start, s.line_end)
+        text = " ".join(s.text.split())
+        text = text[:snippet] + ("…" if len(text) > snippet else "")
+        style = "dim" if cited and s.n not in cited else ""
+        table.add_row(
+            f"[{s.n}]", link, escape(where.strip()), f"{s.score:.3f}", escape(text), style=style
+        )
+    return table
 
 
 def _locator(page: int | None, line_start: int | None, line_end: int | None) -> str:

@@ -1,63 +1,236 @@
-"""`kb ask`: hybrid retrieval over the knowledge base and an extractive, cited answer.
+"""`kb ask`: retrieve, then answer with [n] citations that are checked against the sources shown.
 
-With no LLM configured the answer is extractive: the sentences of the retrieved chunks that share the
-most keywords with the question, each followed by the [n] of its source. Deterministic.
+- Refusal first: when the best dense score is below the calibrated threshold (or nothing matched),
+  the answer says the knowledge base does not cover the question, lists the nearest sources and
+  never calls an LLM.
+- With no LLM configured the answer is extractive: the sentences of the retrieved chunks that share
+  the most (rarest) words with the question, each followed by its [n]. Deterministic.
+- With an LLM, the prompt fences the sources as data (`core.prompts`); tokens reach the caller as
+  they arrive, reasoning (`<think>…</think>` or a `reasoning_content` stream) kept apart. After
+  generation every [n] is checked: numbers that are not a shown source are removed and reported;
+  an answer left with no citation gets the extractive passages as its support.
 """
 
 from __future__ import annotations
 
+import math
+import re
 import time
-from dataclasses import dataclass
-
-from llama_index.core.vector_stores.types import VectorStoreQuery, VectorStoreQueryMode
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
 
 from core.engine import Engine
 from core.errors import NothingToAnswerFrom
+from core.models import calibrated_min_score
+from core.prompts import NOT_FOUND, answer_messages, not_found_text
 from core.results import Answer, Source
-from core.text import split_sentences, tokenize
+from core.retrieve import Retrieval
+from core.text import detect_language, split_sentences, tokenize
 
-_MODES = {
-    "dense": VectorStoreQueryMode.DEFAULT,
-    "sparse": VectorStoreQueryMode.SPARSE,
-    "hybrid": VectorStoreQueryMode.HYBRID,
-}
 MAX_ANSWER_SENTENCES = 3
+OnEvent = Callable[[str, str], None]  # (kind, text): kind is "token" or "thinking"
+_CITATION = re.compile(r"\[(\s*\d+(?:\s*[,，、;]\s*\d+)*\s*)\]")
+_NUMBER = re.compile(r"\d+")
 
 
-def retrieve(question: str, engine: Engine, *, mode: str, top_k: int) -> list[Source]:
-    """The `top_k` chunks that best match `question`, as numbered sources."""
-    embedder = engine.embedder
-    embedding = embedder.get_query_embedding(question) if mode != "sparse" else None
-    result = engine.store.query(
-        VectorStoreQuery(
-            query_embedding=embedding,
-            query_str=question,
-            similarity_top_k=top_k,
-            mode=_MODES[mode],
+def answer(
+    retrieval: Retrieval,
+    engine: Engine,
+    *,
+    on_event: OnEvent | None = None,
+    show_thinking: bool = False,
+) -> Answer:
+    """Answer the retrieved question: refused, extractive or generated, with checked citations."""
+    question = retrieval.query.question
+    sources = list(retrieval.sources)
+    if not sources and engine.shard.count() == 0:
+        raise NothingToAnswerFrom(
+            "the knowledge base is empty", hint="run `kb ingest PATH` to add documents"
         )
+    lang = detect_language(question)
+    threshold = min_score(engine)
+    base = Answer(
+        question=question,
+        answer="",
+        mode=retrieval.query.mode,
+        model="none",
+        sources=tuple(sources),
+        timings=retrieval.timings,
+        best_score=retrieval.best_dense,
+        min_score=threshold,
     )
-    sources: list[Source] = []
-    for n, (node, score) in enumerate(
-        zip(result.nodes or [], result.similarities or [], strict=False), 1
-    ):
-        meta = node.metadata
-        sources.append(
-            Source(
-                n=n,
-                path=str(meta.get("path", "")),
-                abs_path=str(meta.get("abs_path", "")),
-                score=round(float(score), 4),
-                text=node.get_content(),
-                chunk_id=node.node_id,
-                page=meta.get("page"),
-                headings=tuple(meta.get("headings") or ()),
-                line_start=meta.get("line_start"),
-                line_end=meta.get("line_end"),
-                lang=str(meta.get("lang", "")),
-                file_type=str(meta.get("file_type", "")),
-            )
+    began = time.perf_counter()
+    if _irrelevant(retrieval, threshold):
+        return replace(base, answer=not_found_text(lang), kind="refused")
+    llm = engine.llm
+    if llm is None:
+        text, cited = extractive_answer(question, sources)
+        return replace(
+            base,
+            answer=text,
+            model="extractive",
+            kind="extractive",
+            citations=cited,
+            timings={**retrieval.timings, "answer_s": round(time.perf_counter() - began, 4)},
         )
-    return sources
+
+    from llama_index.core.llms import ChatMessage
+
+    messages = [
+        ChatMessage(role=role, content=content)
+        for role, content in answer_messages(question, lang, sources)
+    ]
+    visible: list[str] = []
+    thinking: list[str] = []
+    splitter = ThinkSplitter()
+    first_token: float | None = None
+
+    def emit(kind: str, text: str) -> None:
+        nonlocal first_token
+        if not text:
+            return
+        if kind == "token":
+            if first_token is None:
+                first_token = time.perf_counter()
+            visible.append(text)
+        else:
+            thinking.append(text)
+            if not show_thinking:
+                return
+        if on_event is not None:
+            on_event(kind, text)
+
+    for chunk in llm.stream_chat(messages):
+        reasoning = chunk.additional_kwargs.get("reasoning_delta")
+        if reasoning:
+            emit("thinking", str(reasoning))
+        for kind, text in splitter.feed(chunk.delta or ""):
+            emit(kind, text)
+    for kind, text in splitter.flush():
+        emit(kind, text)
+    generated = time.perf_counter()
+
+    raw = "".join(visible).strip()
+    text, cited, invalid = check_citations(raw, len(sources))
+    kind = "not_found" if _says_not_found(text) and not cited else "generated"
+    supporting = ""
+    if kind == "generated" and not cited:
+        supporting, cited = extractive_answer(question, sources)
+    timings = {
+        **retrieval.timings,
+        "first_token_s": round((first_token or generated) - began, 4),
+        "generate_s": round(generated - began, 4),
+    }
+    return replace(
+        base,
+        answer=text,
+        model=str(llm.metadata.model_name),
+        kind=kind,
+        citations=cited,
+        invalid_citations=invalid,
+        supporting=supporting,
+        thinking="".join(thinking).strip() if show_thinking else "",
+        timings=timings,
+    )
+
+
+def min_score(engine: Engine) -> float:
+    """The refusal threshold: `[retrieval] min_score`, or the embedder's calibrated one for "auto"."""
+    configured = engine.settings.retrieval.min_score
+    if configured == "auto":
+        return calibrated_min_score(engine.settings.embedding)
+    return float(configured)
+
+
+def _irrelevant(retrieval: Retrieval, threshold: float) -> bool:
+    if not retrieval.sources:
+        return True
+    best = retrieval.best_dense
+    return best is not None and threshold > 0 and best < threshold
+
+
+def _says_not_found(text: str) -> bool:
+    flat = text.strip().rstrip(".。!！").lower()
+    return any(flat.startswith(p.rstrip(".。").lower()) for p in NOT_FOUND.values())
+
+
+# -------------------------------------------------------------------------------- citations
+
+
+def check_citations(text: str, count: int) -> tuple[str, tuple[int, ...], tuple[str, ...]]:
+    """Keep the [n] that name a shown source (1..count), drop the rest.
+
+    Returns the cleaned text, the valid numbers in order of first use, and the removed citations.
+    `[1, 2]` is written as `[1][2]`.
+    """
+    cited: list[int] = []
+    invalid: list[str] = []
+
+    def fix(match: re.Match[str]) -> str:
+        numbers = [int(x) for x in _NUMBER.findall(match.group(1))]
+        good = [n for n in numbers if 1 <= n <= count]
+        invalid.extend(f"[{n}]" for n in numbers if not 1 <= n <= count)
+        for n in good:
+            if n not in cited:
+                cited.append(n)
+        return "".join(f"[{n}]" for n in good)
+
+    cleaned = _CITATION.sub(fix, text)
+    if invalid:
+        cleaned = re.sub(r"[ \t]+([.,;:!?。，；：！？])", r"\1", cleaned)
+        cleaned = re.sub(r"[ \t]{2,}", " ", cleaned)
+    return cleaned.strip(), tuple(cited), tuple(invalid)
+
+
+# -------------------------------------------------------------------------------- reasoning
+
+
+class ThinkSplitter:
+    """Splits a token stream into answer text and `<think>…</think>` reasoning, across chunk edges."""
+
+    OPEN, CLOSE = "<think>", "</think>"
+
+    def __init__(self) -> None:
+        self._buffer = ""
+        self._inside = False
+
+    def feed(self, delta: str) -> Iterator[tuple[str, str]]:
+        """("token" | "thinking", text) pieces of `delta`; a possible tag prefix is held back."""
+        self._buffer += delta
+        while self._buffer:
+            tag = self.CLOSE if self._inside else self.OPEN
+            kind = "thinking" if self._inside else "token"
+            at = self._buffer.find(tag)
+            if at >= 0:
+                if at:
+                    yield kind, self._buffer[:at]
+                self._buffer = self._buffer[at + len(tag) :]
+                self._inside = not self._inside
+                continue
+            keep = _partial_suffix(self._buffer, tag)
+            cut = len(self._buffer) - keep
+            if cut:
+                yield kind, self._buffer[:cut]
+            self._buffer = self._buffer[cut:]
+            return
+
+    def flush(self) -> Iterator[tuple[str, str]]:
+        """Whatever is held back, at the end of the stream."""
+        if self._buffer:
+            yield ("thinking" if self._inside else "token"), self._buffer
+        self._buffer = ""
+
+
+def _partial_suffix(text: str, tag: str) -> int:
+    """Length of the longest end of `text` that could be the start of `tag`."""
+    for size in range(min(len(tag) - 1, len(text)), 0, -1):
+        if tag.startswith(text[-size:]):
+            return size
+    return 0
+
+
+# -------------------------------------------------------------------------------- extractive
 
 
 @dataclass(frozen=True)
@@ -68,10 +241,16 @@ class _Scored:
     text: str
 
 
-def extractive_answer(question: str, sources: list[Source]) -> str:
-    """The best-matching sentences, each with its [n]; falls back to the top chunk's opening."""
+def extractive_answer(question: str, sources: Sequence[Source]) -> tuple[str, tuple[int, ...]]:
+    """The sentences that best match the question, each followed by its [n], and the [n] used.
+
+    A sentence scores the summed weight of the question's words it contains, rarer words (within the
+    retrieved text) weighing more, minus a little per rank of its source so better sources win ties.
+    Falls back to the opening of the best source when no sentence shares a word with the question.
+    """
     terms = set(tokenize(question))
-    scored: list[_Scored] = []
+    sentences: list[tuple[int, int, str, set[str]]] = []
+    frequency: Counter[str] = Counter()
     for rank, source in enumerate(sources):
         headings = set(source.headings)
         for order, sentence in enumerate(split_sentences(source.text)):
@@ -82,34 +261,23 @@ def extractive_answer(question: str, sources: list[Source]) -> str:
             words = set(tokenize(text))
             if not words or text in headings:
                 continue
-            overlap = len(terms & words) / max(1, len(terms))
-            # Earlier (better-ranked) sources win ties.
-            scored.append(_Scored(overlap - 0.02 * rank, source.n, order, text))
+            sentences.append((rank, order, text, words))
+            frequency.update(words & terms)
+    total = max(1, len(sentences))
+    weight = {t: math.log(1 + total / (1 + frequency[t])) for t in terms}
+    possible = sum(weight.values()) or 1.0
+    scored = [
+        _Scored(
+            sum(weight[t] for t in words & terms) / possible - 0.02 * rank,
+            sources[rank].n,
+            order,
+            text,
+        )
+        for rank, order, text, words in sentences
+    ]
     best = sorted((s for s in scored if s.score > 0), key=lambda s: -s.score)[:MAX_ANSWER_SENTENCES]
     if not best:
         best = [s for s in scored if s.source == sources[0].n][:2]
     best.sort(key=lambda s: (s.source, s.order))
-    return " ".join(f"{s.text} [{s.source}]" for s in best)
-
-
-def ask(question: str, engine: Engine, *, mode: str, top_k: int) -> Answer:
-    """Retrieve, then answer extractively with citations."""
-    began = time.perf_counter()
-    sources = retrieve(question, engine, mode=mode, top_k=top_k)
-    retrieved = time.perf_counter()
-    if not sources:
-        raise NothingToAnswerFrom(
-            "the knowledge base has nothing to answer from", hint="run `kb ingest PATH` first"
-        )
-    text = extractive_answer(question, sources)
-    return Answer(
-        question=question,
-        answer=text,
-        mode=mode,
-        model="extractive",
-        sources=tuple(sources),
-        timings={
-            "retrieve_s": round(retrieved - began, 4),
-            "answer_s": round(time.perf_counter() - retrieved, 4),
-        },
-    )
+    cited = tuple(dict.fromkeys(s.source for s in best))
+    return " ".join(f"{s.text} [{s.source}]" for s in best), cited

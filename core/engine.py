@@ -21,7 +21,9 @@ from core.text import ANALYZER_VERSION, sparse_document, sparse_query
 from stores.shard import CollectionMismatch, EdgeShardStore, StoreLocked, StoreMissing, hold_lock
 
 if TYPE_CHECKING:
-    from core.providers import KbEmbedding
+    from llama_index.core.llms import LLM
+
+    from core.providers import KbEmbedding, Reranker
     from stores.edge import EdgeVectorStore
 
 FORMAT_VERSION = 1
@@ -37,6 +39,16 @@ class Engine:
     kb_dir: Path
     shard: EdgeShardStore
     given_embedder: KbEmbedding | None = None
+    given_llm: LLM | None = None
+
+    @cached_property
+    def llm(self) -> LLM | None:
+        """The configured LLM, or None: answers are then extractive."""
+        if self.given_llm is not None:
+            return self.given_llm
+        from core.llm import make_llm
+
+        return make_llm(self.settings.llm)
 
     @cached_property
     def embedder(self) -> KbEmbedding:
@@ -46,6 +58,25 @@ class Engine:
         from core.providers import make_embedder
 
         return make_embedder(self.settings.embedding)
+
+    @cached_property
+    def reranker(self) -> Reranker | None:
+        """The configured cross-encoder, or None (the default: none ships offline)."""
+        if not self.settings.retrieval.reranker:
+            return None
+        from core.providers import make_reranker
+
+        return make_reranker(self.settings.retrieval.reranker)
+
+    def query_vector(self, text: str) -> list[float]:
+        """A question's dense vector. The bundled models answer without importing LlamaIndex."""
+        if self.given_embedder is None:
+            from core import bundled
+
+            vector = bundled.query_vector(self.settings.embedding.provider, text)
+            if vector is not None:
+                return vector
+        return list(self.embedder.get_query_embedding(text))
 
     @cached_property
     def store(self) -> EdgeVectorStore:
@@ -80,13 +111,14 @@ def open_engine(
     purpose: Purpose = "read",
     rebuild: bool = False,
     embedder: KbEmbedding | None = None,
+    llm: LLM | None = None,
     wait_seconds: float = 0.0,
 ) -> Iterator[Engine]:
     """Open the selected knowledge base (creating it when writing); always closes it.
 
     `purpose`: "read" checks the embedder, "write" also the chunking settings and creates the
-    knowledge base, "manage" (sources, forget) checks nothing. `embedder` replaces the configured
-    one (a test seam).
+    knowledge base, "manage" (sources, forget) checks nothing. `embedder` and `llm` replace the
+    configured ones (test seams).
     """
     kb_dir = settings.kb_dir()
     meta: dict[str, object] = {}
@@ -131,7 +163,7 @@ def open_engine(
             hint="rebuild it with `kb ingest --rebuild PATH`, or restore the settings it was built with",
         ) from err
     try:
-        yield Engine(settings, kb_dir, shard, embedder)
+        yield Engine(settings, kb_dir, shard, embedder, llm)
     finally:
         shard.close()
 

@@ -32,3 +32,19 @@ def known_identity(cfg: EmbeddingSettings) -> tuple[str, int] | None:
             url = cfg.base_url or OPENAI_URL
             return openai_fingerprint(url, cfg.model or OPENAI_MODEL), cfg.dim
     return None
+
+
+# Refusal thresholds: the lowest best-chunk cosine at which a question is still answered. Calibrated on
+# ../shared/data (benchmarks/retrieval.py --calibrate; README, performance): answerable questions
+# (SciFact, XQuAD en/zh/zh->en) against their corpus versus the same questions against an unrelated
+# corpus. Other embedders have no calibration: refusal is off unless [retrieval] min_score is set.
+MIN_SCORES = {
+    f"{E5[0]}:{E5[1]}": 0.0,
+    f"{USE[0]}:{USE[1]}": 0.0,
+}
+
+
+def calibrated_min_score(cfg: EmbeddingSettings) -> float:
+    """The refusal threshold for the configured embedder (0: never refuse)."""
+    identity = known_identity(cfg)
+    return MIN_SCORES.get(identity[0], 0.0) if identity else 0.0

