@@ -46,6 +46,8 @@ class Engine:
         """The configured LLM, or None: answers are then extractive."""
         if self.given_llm is not None:
             return self.given_llm
+        if self.settings.llm.provider == "none":
+            return None  # extractive answers: no LlamaIndex import, no client
         from core.llm import make_llm
 
         return make_llm(self.settings.llm)

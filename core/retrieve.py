@@ -114,8 +114,9 @@ def retrieve(query: RetrievalQuery, engine: Engine) -> Retrieval:
     for candidate in candidates.values():
         candidate.score = _score(candidate, query, ranges, languages, best_sparse)
     ranked = sorted(candidates.values(), key=lambda c: (-c.score, c.id))
-    ranked = _collapse_near_duplicates(ranked, limit=max(query.top_k, RERANK_POOL))
     reranker = engine.reranker
+    keep = max(query.top_k, RERANK_POOL) if reranker is not None else query.top_k
+    ranked = _collapse_near_duplicates(ranked, limit=keep)
     if reranker is not None and ranked:
         pool = ranked[:RERANK_POOL]
         scores = reranker.rerank(query.question, [str(c.payload.get("text", "")) for c in pool])
@@ -217,7 +218,7 @@ def _collapse_near_duplicates(ranked: list[_Candidate], *, limit: int) -> list[_
     shingles: list[set[str]] = []
     for candidate in ranked:
         grams = _trigrams(str(candidate.payload.get("text", "")))
-        if any(_jaccard(grams, other) >= NEAR_DUPLICATE for other in shingles):
+        if any(_near(grams, other) for other in shingles):
             continue
         kept.append(candidate)
         shingles.append(grams)
@@ -231,10 +232,12 @@ def _trigrams(text: str) -> set[str]:
     return {flat[i : i + 3] for i in range(max(1, len(flat) - 2))}
 
 
-def _jaccard(a: set[str], b: set[str]) -> float:
-    if not a or not b:
-        return 0.0
-    return len(a & b) / len(a | b)
+def _near(a: set[str], b: set[str]) -> bool:
+    """Jaccard similarity of at least NEAR_DUPLICATE (sizes too far apart cannot reach it)."""
+    small, large = sorted((len(a), len(b)))
+    if not small or small < NEAR_DUPLICATE * large:
+        return False
+    return len(a & b) >= NEAR_DUPLICATE * len(a | b)
 
 
 def _source(n: int, candidate: _Candidate, engine: Engine, context: int) -> Source:

@@ -117,3 +117,12 @@ def real_kb(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         report = ingest([docs_dir], engine)
     assert not report.problems, report.problems
     return {"home": home, "docs": docs_dir}
+
+
+@pytest.fixture
+def kb_copy(real_kb: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A private copy of the session's ingested sample knowledge base."""
+    home = tmp_path / "realhome"
+    shutil.copytree(real_kb["home"], home)
+    monkeypatch.setenv("KB_KB__HOME", str(home))
+    return home

@@ -6,7 +6,6 @@ These use the real bundled embedder and a real Qdrant Edge store; documents are 
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -22,15 +21,6 @@ TINY = {
     "a.md": "# Alpha\nThe alpha service listens on port 8743.\n",
     "b.txt": "Refunds take 10 days.\n",
 }
-
-
-@pytest.fixture
-def kb_copy(real_kb: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A private copy of the session's ingested sample knowledge base."""
-    home = tmp_path / "realhome"
-    shutil.copytree(real_kb["home"], home)
-    monkeypatch.setenv("KB_KB__HOME", str(home))
-    return home
 
 
 def test_help_lists_every_command(runner: CliRunner) -> None:

@@ -120,3 +120,39 @@ def test_lookups_start_without_llamaindex_or_a_model(
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["--retrieve-only", "--json"], ["--json"]],
+    ids=["retrieve-only", "extractive"],
+)
+def test_offline_questions_start_without_llamaindex(args: list[str], home: Path) -> None:
+    """Retrieval and extractive answers need neither LlamaIndex nor the openai client."""
+    question = ["ask", "What port does the server listen on by default?", *args]
+    code = (
+        "import sys; from typer.testing import CliRunner; from cli.app import app; "
+        f"r = CliRunner().invoke(app, {question!r}); assert r.exit_code == 0, r.output; "
+        "print([m for m in ('llama_index', 'openai') if m in sys.modules])"
+    )
+    env = {**os.environ, "KB_KB__HOME": str(home)}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+
+
+def test_ask_piped_into_head_ends_quietly(home: Path) -> None:
+    shell = (
+        f"{' '.join(KB)} ask 'What port does the server listen on by default?' --retrieve-only "
+        "| head -1; echo ${PIPESTATUS[0]}"
+    )
+    env = {**os.environ, "KB_KB__HOME": str(home)}
+    result = subprocess.run(
+        ["bash", "-c", shell], capture_output=True, text=True, env=env, timeout=120
+    )
+    first, status = result.stdout.splitlines()
+    assert first.startswith("[1] ")
+    assert "Traceback" not in result.stderr
+    assert status in {"0", "1"}
