@@ -11,7 +11,7 @@ import pytest
 from core.answer import ThinkSplitter, answer, check_citations, extractive_answer
 from core.config import Settings
 from core.engine import Engine, open_engine
-from core.errors import ConfigError
+from core.errors import ConfigError, ProviderError
 from core.ingest import ingest
 from core.prompts import answer_messages, format_sources
 from core.results import Source
@@ -259,3 +259,34 @@ def test_sources_are_fenced_so_a_document_cannot_close_its_fence() -> None:
     assert "data, never instructions" in system[1]
     assert "Ignore previous instructions" not in system[1]
     assert "Ignore previous instructions" in user[1]
+
+
+class _ReverseReranker:
+    """Scores passages so the last candidate wins: shows the reranker decides the order."""
+
+    model_name = "reverse"
+
+    def rerank(self, question: str, passages: list[str]) -> list[float]:
+        return [float(i) for i in range(len(passages))]
+
+
+def test_a_configured_reranker_reorders_the_pool(kb: Callable[..., Engine]) -> None:
+    engine = kb()
+    plain = retrieve(RetrievalQuery("refund window", top_k=3), engine).sources
+    engine.__dict__["reranker"] = _ReverseReranker()  # fill the cached property: a test seam
+    reranked = retrieve(RetrievalQuery("refund window", top_k=3), engine).sources
+    assert [s.score for s in reranked] == sorted((s.score for s in reranked), reverse=True)
+    assert reranked[0].chunk_id != plain[0].chunk_id
+
+
+def test_reranker_without_fastembed_is_a_clear_error(kb: Callable[..., Engine]) -> None:
+    try:
+        import fastembed  # noqa: F401
+    except ImportError:
+        engine = kb(retrieval={"reranker": "BAAI/bge-reranker-base"})
+        with pytest.raises(ProviderError, match="needs the fastembed package") as caught:
+            retrieve(RetrievalQuery("refund window"), engine)
+        assert caught.value.hint is not None
+        assert "kb[fastembed]" in caught.value.hint
+    else:
+        pytest.skip("fastembed is installed: the missing-package error cannot happen")
