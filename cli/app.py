@@ -79,11 +79,11 @@ app = typer.Typer(
 
 
 def _register() -> None:
-    from cli import ask, ingest, manage, pending
+    from cli import ask, chat, ingest, manage, pending
 
     app.command("ingest")(reports_errors(ingest.ingest_command))
     app.command("ask")(reports_errors(ask.ask_command))
-    app.command("chat")(reports_errors(pending.chat_command))
+    app.command("chat")(reports_errors(chat.chat_command))
     app.command("eval")(reports_errors(pending.eval_command))
     app.command("sources")(reports_errors(manage.sources_command))
     app.command("forget")(reports_errors(manage.forget_command))

@@ -16,6 +16,7 @@ from rich.markup import escape
 from rich.table import Table
 
 if TYPE_CHECKING:
+    from core.chat import Turn
     from core.errors import KbError
     from core.results import Answer, ForgetReport, IngestReport, Source, SourceFile
     from core.retrieve import Retrieval
@@ -168,11 +169,11 @@ class Output:
                 self.write("\t" + " ".join(s.text.split()))
 
     @contextmanager
-    def answer_stream(self, retrieval: Retrieval) -> Iterator[AnswerStream]:
+    def answer_stream(self, retrieval: Retrieval | None) -> Iterator[AnswerStream]:
         """Where an answer's tokens go while it is generated: a live Markdown view on a terminal,
         JSON lines with `--stream-json`, nowhere when piped (the whole answer follows)."""
         stream = AnswerStream(self, stream_json=self.stream_json)
-        if self.stream_json:
+        if self.stream_json and retrieval is not None:
             self.json({"type": "sources", "sources": [asdict(s) for s in retrieval.sources]})
         try:
             yield stream
@@ -217,6 +218,90 @@ class Output:
             self.write("")
             for s in sources:
                 self.write(_source_line(s))
+
+    # -- chat ---------------------------------------------------------------------------------
+
+    def note(self, text: str) -> None:
+        """A status line for the person at the keyboard (stderr, so stdout stays answers only)."""
+        self.err.print(escape(text), soft_wrap=True, style="dim" if self.fancy else None)
+
+    def chat_answer(self, turn: Turn, *, streamed: bool) -> None:
+        """One turn's answer: as `kb ask` shows it, with the cited sources in one line."""
+        answer = turn.answer
+        if self.as_json:
+            self.json({**asdict(answer), "found": answer.found, "standalone": turn.standalone})
+            return
+        if answer.invalid_citations:
+            self.warn(
+                "removed citations that match no source: " + " ".join(answer.invalid_citations)
+            )
+        cited = [s for s in answer.sources if s.n in answer.citations] or list(answer.sources[:3])
+        where = "  ".join(
+            f"[{s.n}] {s.path}{_locator(s.page, s.line_start, s.line_end)}" for s in cited
+        )
+        if self.fancy:
+            from rich.markdown import Markdown
+
+            if not streamed:
+                self.out.print(Markdown(answer.answer))
+            if answer.supporting:
+                self.out.print("[bold]Supporting passages[/] [dim](no citations in the answer)[/]")
+                self.out.print(Markdown(answer.supporting))
+            self.out.print(f"[dim]{escape(where)}[/]")
+            self.out.print()
+            return
+        self.write(answer.answer)
+        if answer.supporting:
+            self.write(answer.supporting)
+        self.write(f"Sources: {where}")
+        self.write("")
+
+    def turn_error(self, question: str, err: KbError) -> None:
+        """A failed turn: the error line (and a JSON line in order, for scripts); the chat goes on."""
+        print_error(err)
+        if self.as_json:
+            self.json({"question": question, "error": str(err), "hint": err.hint})
+
+    def chunks(self, sources: Sequence[Source], *, full_text: bool) -> None:
+        """Sources in full (`/sources`), or with their whole text (`/retrieve`)."""
+        if self.as_json:
+            self.json({"sources": [asdict(s) for s in sources]})
+            return
+        if self.fancy:
+            self.out.print(_sources_table(sources, snippet=2000 if full_text else 200))
+            return
+        for s in sources:
+            self.write(_source_line(s))
+            if full_text:
+                self.write("\t" + " ".join(s.text.split()))
+
+    def chat_sessions(self, rows: list[tuple[str, str, int, float]]) -> None:
+        """`kb chat --list`."""
+        import time
+
+        def when(stamp: float) -> str:
+            return time.strftime("%Y-%m-%d %H:%M", time.localtime(stamp))
+
+        if self.as_json:
+            self.json(
+                {
+                    "sessions": [
+                        {"name": n, "kb": kb, "turns": t, "updated": when(u)}
+                        for n, kb, t, u in rows
+                    ]
+                }
+            )
+            return
+        if self.fancy:
+            table = Table(title=f"{len(rows)} chat sessions")
+            for column in ("session", "knowledge base", "turns", "last used"):
+                table.add_column(column)
+            for name, kb, turns, updated in rows:
+                table.add_row(escape(name), escape(kb), str(turns), when(updated))
+            self.out.print(table)
+            return
+        for name, kb, turns, updated in rows:
+            self.write(f"{name}\t{kb}\t{turns}\t{when(updated)}")
 
     def config(self, rows: list[tuple[str, str, str]], path: str | None) -> None:
         """The effective configuration and where each value came from."""

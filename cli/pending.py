@@ -9,11 +9,6 @@ def _not_yet(command: str) -> None:
     raise KbError(f"`kb {command}` is not yet available", hint="use `kb ask QUESTION` meanwhile")
 
 
-def chat_command() -> None:
-    """Multi-turn chat with memory (not yet available)."""
-    _not_yet("chat")
-
-
 def eval_command() -> None:
     """Measure retrieval and answer quality on a question set (not yet available)."""
     _not_yet("eval")

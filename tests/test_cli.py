@@ -30,7 +30,7 @@ def test_help_lists_every_command(runner: CliRunner) -> None:
         assert command in result.stdout
 
 
-@pytest.mark.parametrize("command", ["chat", "eval"])
+@pytest.mark.parametrize("command", ["eval"])
 def test_pending_commands_say_so(runner: CliRunner, command: str) -> None:
     result = runner.invoke(app, [command])
     assert result.exit_code == ExitCode.FAILURE

@@ -1,0 +1,286 @@
+"""`kb chat`: a conversation over one knowledge base, remembered in SQLite.
+
+Every question is first made standalone, so retrieval never sees "what about its license?":
+
+- with an LLM, the model rewrites it from the recent conversation (`prompts.CONDENSE_*`);
+- offline, a deterministic rule: a question that looks like a follow-up (short, or opening with
+  "and", "what about", "那", "还有"…, or leaning on a pronoun such as "it", "they", "它", "这个")
+  is asked together with the previous standalone question.
+
+The rewritten question is kept with the turn (`/why` shows it). The history the LLM sees is trimmed to
+a token budget, newest turns kept. Sessions and their turns live in `<kb home>/chat.sqlite3`; a turn
+is written once it is answered, so a crash or kill loses at most the turn in progress.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import closing
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+from core.answer import OnEvent, answer
+from core.config import Settings, kb_home
+from core.engine import Engine
+from core.prompts import condense_messages
+from core.results import Answer, Source
+from core.retrieve import Mode, RetrievalQuery, retrieve
+
+HISTORY_TOKENS = 1500  # conversation the rewriting LLM sees, newest first
+SHORT_FOLLOW_UP = 6  # words (or Chinese characters / 2) under which a question leans on context
+_OPENERS = re.compile(
+    r"^\s*(and|but|also|so|then|what about|how about|and what|why not|what else)\b"
+    r"|^\s*(那|那么|还有|另外|而且|并且|那个|它的|他们的|这个|那它)",
+    re.IGNORECASE,
+)
+_PRONOUNS = re.compile(
+    r"\b(it|its|it's|they|them|their|this|that|these|those|he|she|his|her|one|ones)\b"
+    r"|[它他她其该此这那]",
+    re.IGNORECASE,
+)
+_CJK = re.compile(r"[\u3400-\u9fff]")
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One question and its answer."""
+
+    question: str
+    standalone: str  # what was retrieved for: the question rewritten to stand on its own
+    answer: Answer
+    rewritten_by: str  # "llm", "rule" or "" (the question already stood alone)
+
+
+@dataclass
+class ChatSession:
+    """A conversation's memory and settings; `ask` answers the next question."""
+
+    id: int
+    name: str
+    kb: str
+    mode: Mode = "hybrid"
+    turns: list[Turn] = field(default_factory=list)
+
+    def ask(
+        self,
+        question: str,
+        engine: Engine,
+        *,
+        top_k: int,
+        on_event: OnEvent | None = None,
+        show_thinking: bool = False,
+    ) -> Turn:
+        """Rewrite `question` to stand alone, retrieve, answer; the turn joins the history."""
+        standalone, how = self.standalone(question, engine)
+        cfg = engine.settings.retrieval
+        query = RetrievalQuery(
+            standalone,
+            mode=self.mode,
+            top_k=top_k,
+            context=cfg.context,
+            dense_weight=cfg.dense_weight,
+            balance_languages=cfg.balance_languages,
+        )
+        result = answer(
+            retrieve(query, engine), engine, on_event=on_event, show_thinking=show_thinking
+        )
+        turn = Turn(question, standalone, replace(result, question=question), how)
+        self.turns.append(turn)
+        return turn
+
+    def standalone(self, question: str, engine: Engine) -> tuple[str, str]:
+        """The question rewritten from the conversation, and by what ("llm", "rule" or "")."""
+        if not self.turns:
+            return question, ""
+        llm = engine.llm
+        if llm is not None:
+            from llama_index.core.llms import ChatMessage
+
+            history = [(t.question, t.answer.answer) for t in self.turns]
+            messages = [
+                ChatMessage(role=role, content=content)
+                for role, content in condense_messages(
+                    trim_history(history, HISTORY_TOKENS), question
+                )
+            ]
+            rewritten = (llm.chat(messages).message.content or "").strip()
+            rewritten = rewritten.splitlines()[0].strip() if rewritten else ""
+            return (rewritten, "llm") if rewritten else (question, "")
+        if looks_like_follow_up(question):
+            return f"{question} ({self.turns[-1].standalone})", "rule"
+        return question, ""
+
+    def clear(self) -> None:
+        """Forget the conversation (the saved turns stay in the session's file)."""
+        self.turns.clear()
+
+
+def looks_like_follow_up(question: str) -> bool:
+    """Short, or opening like a continuation, or leaning on a pronoun."""
+    words = len(question.split()) + len(_CJK.findall(question)) // 2
+    return (
+        words < SHORT_FOLLOW_UP
+        or bool(_OPENERS.search(question))
+        or bool(_PRONOUNS.search(question))
+    )
+
+
+def trim_history(history: list[tuple[str, str]], budget: int) -> list[tuple[str, str]]:
+    """The newest (question, answer) pairs that fit in `budget` tokens (at least the last one)."""
+    from core.providers import approx_tokens
+
+    kept: list[tuple[str, str]] = []
+    used = 0
+    for question, reply in reversed(history):
+        cost = approx_tokens(question) + approx_tokens(reply)
+        if kept and used + cost > budget:
+            break
+        kept.append((question, reply))
+        used += cost
+    return list(reversed(kept))
+
+
+def transcript(session: ChatSession) -> str:
+    """The conversation as Markdown: questions, answers with [n], and each answer's sources."""
+    lines = [f"# kb chat: {session.name}", "", f"Knowledge base: `{session.kb}`", ""]
+    for number, turn in enumerate(session.turns, 1):
+        lines += [f"## {number}. {turn.question}", ""]
+        if turn.standalone != turn.question:
+            lines += [f"*Asked as:* {turn.standalone}", ""]
+        lines += [turn.answer.answer, ""]
+        if turn.answer.supporting:
+            lines += ["Supporting passages:", "", turn.answer.supporting, ""]
+        for source in turn.answer.sources:
+            where = f"{source.path}" + (f", p. {source.page}" if source.page else "")
+            if source.line_start:
+                where += f", lines {source.line_start}-{source.line_end}"
+            lines.append(f"- [{source.n}] {where}")
+        lines.append("")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+# -------------------------------------------------------------------------------- persistence
+
+
+def history_path(settings: Settings) -> Path:
+    """Where the interactive prompt keeps its input history."""
+    return kb_home(settings.kb.home) / "chat-input-history"
+
+
+class ChatStore:
+    """Sessions and their turns in one SQLite file."""
+
+    @classmethod
+    def for_settings(cls, settings: Settings) -> ChatStore:
+        """The sessions file in the knowledge bases' home."""
+        return cls(kb_home(settings.kb.home) / "chat.sqlite3")
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._db = sqlite3.connect(path, timeout=5.0)
+        path.chmod(0o600)
+        self._db.executescript(
+            """
+            PRAGMA journal_mode = WAL;
+            CREATE TABLE IF NOT EXISTS sessions (
+                id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL, kb TEXT NOT NULL,
+                mode TEXT NOT NULL, created REAL NOT NULL, updated REAL NOT NULL);
+            CREATE TABLE IF NOT EXISTS turns (
+                session INTEGER NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+                number INTEGER NOT NULL, turn TEXT NOT NULL, created REAL NOT NULL,
+                PRIMARY KEY (session, number));
+            """
+        )
+
+    def close(self) -> None:
+        """Close the file."""
+        self._db.close()
+
+    def open(self, name: str | None, kb: str, *, resume: bool) -> ChatSession:
+        """Session `name` (created if new), or with `resume` the last used one, else a new one."""
+        row = None
+        if name is not None:
+            row = self._db.execute(
+                "SELECT id, name, kb, mode FROM sessions WHERE name = ?", (name,)
+            ).fetchone()
+        elif resume:
+            row = self._db.execute(
+                "SELECT id, name, kb, mode FROM sessions ORDER BY updated DESC LIMIT 1"
+            ).fetchone()
+        if row is None:
+            now = time.time()
+            name = name or time.strftime("chat-%Y%m%d-%H%M%S", time.localtime(now))
+            with self._db:
+                cursor = self._db.execute(
+                    "INSERT INTO sessions (name, kb, mode, created, updated) VALUES (?, ?, ?, ?, ?)",
+                    (name, kb, "hybrid", now, now),
+                )
+            return ChatSession(int(cursor.lastrowid or 0), name, kb)
+        session = ChatSession(int(row[0]), str(row[1]), str(row[2]), row[3])
+        for (raw,) in self._db.execute(
+            "SELECT turn FROM turns WHERE session = ? ORDER BY number", (session.id,)
+        ):
+            session.turns.append(_turn_from(json.loads(raw)))
+        return session
+
+    def save_turn(self, session: ChatSession, turn: Turn) -> None:
+        """Write a finished turn (and the session's kb and mode) in one transaction."""
+        with self._db:
+            self._db.execute(
+                "INSERT OR REPLACE INTO turns (session, number, turn, created) VALUES (?, ?, ?, ?)",
+                (
+                    session.id,
+                    len(session.turns),
+                    json.dumps(asdict(turn), ensure_ascii=False),
+                    time.time(),
+                ),
+            )
+            self._touch(session)
+
+    def save_settings(self, session: ChatSession) -> None:
+        """Remember a changed knowledge base or mode."""
+        with self._db:
+            self._touch(session)
+
+    def clear(self, session: ChatSession) -> None:
+        """Drop the session's turns."""
+        with self._db:
+            self._db.execute("DELETE FROM turns WHERE session = ?", (session.id,))
+            self._touch(session)
+
+    def sessions(self) -> Iterator[tuple[str, str, int, float]]:
+        """(name, kb, turns, last used) of every session, most recent first."""
+        with closing(
+            self._db.execute(
+                "SELECT s.name, s.kb, COUNT(t.number), s.updated FROM sessions s "
+                "LEFT JOIN turns t ON t.session = s.id GROUP BY s.id ORDER BY s.updated DESC"
+            )
+        ) as cursor:
+            for name, kb, count, updated in cursor:
+                yield str(name), str(kb), int(count), float(updated)
+
+    def _touch(self, session: ChatSession) -> None:
+        self._db.execute(
+            "UPDATE sessions SET kb = ?, mode = ?, updated = ? WHERE id = ?",
+            (session.kb, session.mode, time.time(), session.id),
+        )
+
+
+def _turn_from(data: dict[str, object]) -> Turn:
+    raw = dict(data["answer"])  # type: ignore[call-overload]
+    raw["sources"] = tuple(
+        Source(**{**s, "headings": tuple(s["headings"])}) for s in raw["sources"]
+    )
+    for key in ("citations", "invalid_citations"):
+        raw[key] = tuple(raw.get(key, ()))
+    return Turn(
+        question=str(data["question"]),
+        standalone=str(data["standalone"]),
+        answer=Answer(**raw),
+        rewritten_by=str(data.get("rewritten_by", "")),
+    )
