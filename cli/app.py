@@ -27,6 +27,7 @@ class ExitCode(IntEnum):
     NO_KNOWLEDGE_BASE = 4  # nothing ingested yet under this name
     INCOMPLETE = 5  # `kb ingest --strict`: some files could not be indexed
     NO_ANSWER = 6  # `kb ask`: nothing relevant in the knowledge base (nearest sources still listed)
+    BELOW_THRESHOLD = 7  # `kb eval --fail-under`: a metric fell below its floor
     INTERRUPTED = 130  # Ctrl-C
 
 
@@ -79,12 +80,12 @@ app = typer.Typer(
 
 
 def _register() -> None:
-    from cli import ask, chat, ingest, manage, pending
+    from cli import ask, chat, evaluate, ingest, manage
 
     app.command("ingest")(reports_errors(ingest.ingest_command))
     app.command("ask")(reports_errors(ask.ask_command))
     app.command("chat")(reports_errors(chat.chat_command))
-    app.command("eval")(reports_errors(pending.eval_command))
+    app.command("eval")(reports_errors(evaluate.eval_command))
     app.command("sources")(reports_errors(manage.sources_command))
     app.command("forget")(reports_errors(manage.forget_command))
     app.command("config")(reports_errors(manage.config_command))

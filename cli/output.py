@@ -18,6 +18,7 @@ from rich.table import Table
 if TYPE_CHECKING:
     from core.chat import Turn
     from core.errors import KbError
+    from core.evaluate import Comparison, EvalReport
     from core.results import Answer, ForgetReport, IngestReport, Source, SourceFile
     from core.retrieve import Retrieval
 
@@ -302,6 +303,74 @@ class Output:
             return
         for name, kb, turns, updated in rows:
             self.write(f"{name}\t{kb}\t{turns}\t{when(updated)}")
+
+    # -- eval ---------------------------------------------------------------------------------
+
+    def eval_report(self, report: EvalReport, *, bad_cases: int) -> None:
+        """Averaged metrics, latencies and the worst questions."""
+        from core.evaluate import bad_cases as worst
+
+        cases = worst(report, bad_cases)
+        if self.as_json:
+            payload = asdict(report)
+            payload["bad_cases"] = [asdict(c) for c in cases]
+            self.json(payload)
+            return
+        latency = "; ".join(
+            f"{stage[:-2]} p50 {v['p50'] * 1000:.0f} ms, p95 {v['p95'] * 1000:.0f} ms"
+            for stage, v in report.latency.items()
+            if v
+        )
+        title = (
+            f"kb eval · {report.questions} questions · '{report.kb}' · {report.mode} · "
+            f"{report.model or 'retrieval only'}"
+        )
+        if self.fancy:
+            table = Table(title=escape(title))
+            table.add_column("metric")
+            table.add_column("value", justify="right")
+            for metric, value in report.metrics.items():
+                table.add_row(metric, f"{value:.4f}")
+            self.out.print(table)
+            self.out.print(f"[dim]{escape(latency)}[/]")
+        else:
+            self.write(title)
+            for metric, value in report.metrics.items():
+                self.write(f"{metric}\t{value:.4f}")
+            self.write(f"latency\t{latency}")
+        if cases:
+            self.write("")
+            self.write(f"worst {len(cases)} questions:")
+            for case in cases:
+                scores = ", ".join(f"{m} {v:.2f}" for m, v in case.metrics.items())
+                self.write(f"- [{case.id}] {case.question}")
+                self.write(f"    {scores}")
+                if case.expected:
+                    self.write(f"    expected: {', '.join(case.expected)}")
+                self.write(f"    retrieved: {', '.join(case.retrieved[:5])}")
+                if case.answer:
+                    self.write(f"    answer: {' '.join(case.answer.split())[:300]}")
+                if case.references:
+                    self.write(f"    reference: {' | '.join(case.references)}")
+
+    def comparison(self, comparison: Comparison) -> None:
+        """`kb eval compare A B`."""
+        if self.as_json:
+            self.json(asdict(comparison))
+            return
+
+        def cell(value: float | None) -> str:
+            return "-" if value is None else f"{value:.4f}"
+
+        self.write(f"{'metric':20} {comparison.a[:12]:>12} {comparison.b[:12]:>12} {'change':>9}")
+        for metric, (a, b) in comparison.metrics.items():
+            delta = f"{b - a:+.4f}" if a is not None and b is not None else ""
+            self.write(f"{metric:20} {cell(a):>12} {cell(b):>12} {delta:>9}")
+        for label, rows in (("better", comparison.better), ("worse", comparison.worse)):
+            self.write("")
+            self.write(f"{len(rows)} questions {label} ({comparison.key}):")
+            for case_id, question, change in rows[:20]:
+                self.write(f"  {change:+.3f}  [{case_id}] {question}")
 
     def config(self, rows: list[tuple[str, str, str]], path: str | None) -> None:
         """The effective configuration and where each value came from."""

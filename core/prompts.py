@@ -103,3 +103,47 @@ def condense_messages(history: Sequence[tuple[str, str]], question: str) -> list
         ("system", CONDENSE_SYSTEM),
         ("user", CONDENSE_USER.format(history=turns, question=question.strip())),
     ]
+
+
+JUDGE = {
+    "faithfulness": {
+        "en": "Rate how well every statement of the answer is supported by the sources, from 1 (mostly "
+        "unsupported or contradicted) to 5 (every statement supported). Reply with the number only.",
+        "zh": "请评估回答中的每个陈述是否都有资料支持：1 表示大多没有依据或与资料矛盾，5 表示全部有依据。只回复数字。",
+    },
+    "relevancy": {
+        "en": "Rate how directly and completely the answer addresses the question, from 1 (off topic) "
+        "to 5 (answers it fully). Reply with the number only.",
+        "zh": "请评估回答是否直接、完整地回答了问题：1 表示答非所问，5 表示完整回答。只回复数字。",
+    },
+}
+
+JUDGE_USER = """\
+Sources:
+{sources}
+
+<question>{question}</question>
+<answer>{answer}</answer>"""
+
+GENERATE = {
+    "en": "Write {count} question(s) that the passage below answers, as a user of this knowledge base "
+    "would ask them, in English. One question per line, nothing else.",
+    "zh": "根据下面的资料写出 {count} 个该资料能够回答的问题，像知识库的用户那样提问，使用中文。每行一个问题，不要输出其他内容。",
+}
+
+
+def judge_messages(
+    aspect: str, lang: str, question: str, answer: str, sources: Sequence[Source]
+) -> list[tuple[str, str]]:
+    """(role, content) pairs asking an LLM to grade an answer's faithfulness or relevancy, 1-5."""
+    system = JUDGE[aspect].get(lang, JUDGE[aspect]["en"])
+    user = JUDGE_USER.format(
+        sources=format_sources(sources), question=_fenced(question), answer=_fenced(answer)
+    )
+    return [("system", system), ("user", user)]
+
+
+def generate_messages(text: str, lang: str, count: int) -> list[tuple[str, str]]:
+    """(role, content) pairs asking for questions a passage answers, in the passage's language."""
+    system = GENERATE.get(lang, GENERATE["en"]).format(count=count)
+    return [("system", system), ("user", f"<passage>\n{_fenced(text)}\n</passage>")]

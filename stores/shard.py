@@ -210,6 +210,13 @@ class EdgeShardStore:
         """The payload of every file record."""
         return [r.payload or {} for r in self._scroll(_filter({"kind": "file"}), True)]
 
+    def chunk_payloads(
+        self, fields: Sequence[str] = ("path", "text", "lang")
+    ) -> list[dict[str, Any]]:
+        """The given payload fields of every chunk."""
+        flt = _filter({"kind": "chunk"})
+        return [r.payload or {} for r in self._scroll(flt, list(fields))]
+
     def document_vectors(self, doc_id: str) -> dict[str, list[float]]:
         """A document's stored chunk vectors by chunk hash, to reuse without embedding."""
         out: dict[str, list[float]] = {}

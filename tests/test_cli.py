@@ -30,14 +30,6 @@ def test_help_lists_every_command(runner: CliRunner) -> None:
         assert command in result.stdout
 
 
-@pytest.mark.parametrize("command", ["eval"])
-def test_pending_commands_say_so(runner: CliRunner, command: str) -> None:
-    result = runner.invoke(app, [command])
-    assert result.exit_code == ExitCode.FAILURE
-    assert "not yet available" in result.stderr
-    assert result.stdout == ""
-
-
 def test_ingest_json_is_one_object_on_stdout(runner: CliRunner, docs: Docs) -> None:
     root = docs(TINY)
     result = runner.invoke(app, ["ingest", str(root), "--json"])

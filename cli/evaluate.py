@@ -1,0 +1,271 @@
+"""`kb eval QUESTIONS.jsonl`, `kb eval --beir DIR`, `kb eval compare A B`, `kb eval generate`."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from cli.options import ConfigOpt, JsonOpt, KbOpt, load
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from cli.output import Output
+    from core.config import Settings
+    from core.evaluate import EvalCase, EvalReport, InputProblem
+
+
+def eval_command(
+    args: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="QUESTIONS.jsonl, or `compare RUN_A RUN_B`, or `generate`.",
+            show_default=False,
+            metavar="QUESTIONS.jsonl | compare A B | generate",
+        ),
+    ] = None,
+    beir: Annotated[
+        Path | None,
+        typer.Option(
+            "--beir",
+            help="A BEIR folder (corpus.jsonl, queries.jsonl, qrels/): ingest its corpus into its "
+            "own knowledge base (beir-NAME, reused) and score it.",
+            metavar="DIR",
+        ),
+    ] = None,
+    split: Annotated[
+        str, typer.Option("--split", help="Which qrels/SPLIT.tsv of a BEIR folder.")
+    ] = "test",
+    mode: Annotated[
+        str | None,
+        typer.Option(
+            "--mode", help="hybrid | dense | sparse (default: [retrieval].mode).", metavar="MODE"
+        ),
+    ] = None,
+    k: Annotated[int, typer.Option("--k", help="Documents scored per question.", min=1)] = 10,
+    limit: Annotated[
+        int | None, typer.Option("--limit", help="Only the first N questions.", metavar="N", min=1)
+    ] = None,
+    no_answers: Annotated[
+        bool, typer.Option("--retrieval-only", help="Score retrieval only; write no answers.")
+    ] = False,
+    judge: Annotated[
+        bool,
+        typer.Option("--judge", help="Also let the LLM grade faithfulness and relevancy."),
+    ] = False,
+    bad: Annotated[
+        int, typer.Option("--bad-cases", help="List the N worst questions.", metavar="N", min=0)
+    ] = 5,
+    save: Annotated[
+        str | None, typer.Option("--save", help="Keep this run under NAME.", metavar="NAME")
+    ] = None,
+    fail_under: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--fail-under",
+            help="Exit 7 when METRIC falls below VALUE, e.g. ndcg@10=0.7 (repeatable).",
+            metavar="METRIC=VALUE",
+        ),
+    ] = None,
+    count: Annotated[
+        int, typer.Option("--count", help="generate: chunks to write questions from.", min=1)
+    ] = 20,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="generate: write the JSONL here (default: stdout).",
+            metavar="FILE",
+        ),
+    ] = None,
+    config: ConfigOpt = None,
+    kb: KbOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Measure retrieval and answer quality on a question set; list the bad cases.
+
+    QUESTIONS.jsonl lines: {"question", "answer" | "answers", "sources": [paths or ids]}.
+
+    Example: kb eval qa.jsonl --save baseline --fail-under hit@10=0.9
+    """
+    from cli.app import ExitCode
+    from cli.output import Output
+    from core.errors import ConfigError
+
+    words = list(args or [])
+    out = Output(as_json=as_json)
+    overrides = {"mode": mode}
+    if words[:1] == ["compare"]:
+        if len(words) != 3:
+            raise ConfigError("compare needs two runs", hint="kb eval compare RUN_A RUN_B")
+        _compare(load(config, kb).settings, words[1], words[2], out)
+        return
+    if words[:1] == ["generate"]:
+        _generate(load(config, kb).settings, count, output, out)
+        return
+    if (beir is None) == (len(words) != 1):
+        raise ConfigError(
+            "give one question set, or --beir DIR",
+            hint="kb eval QUESTIONS.jsonl | kb eval --beir DIR",
+        )
+    floors = _floors(fail_under or [])
+    if beir is not None:
+        name = kb or f"beir-{beir.resolve().name}"
+        settings = load(config, name, retrieval=overrides).settings
+        cases, problems = _beir(settings, beir, split, out)
+    else:
+        from core.evaluate import load_cases
+
+        settings = load(config, kb, retrieval=overrides).settings
+        cases, problems = load_cases(Path(words[0]))
+    for problem in problems:
+        out.warn(f"line {problem.line}: {problem.reason} (skipped)")
+    if limit is not None:
+        cases = cases[:limit]
+    if not cases:
+        raise ConfigError("no questions to evaluate", hint='each JSONL line needs a "question"')
+    report = _run(
+        settings, cases, problems, out, k=k, answers=not no_answers, judge=judge, name=save or ""
+    )
+    for source in report.unknown_sources[:20]:
+        out.warn(f"source {source!r} matches no indexed document")
+    if save:
+        from core.evaluate import save_run
+
+        path = save_run(report, settings)
+        out.note(f"saved run '{save}' ({path})")
+    out.eval_report(report, bad_cases=bad)
+    if floors:
+        from core.evaluate import failing
+
+        misses = failing(report, floors)
+        for miss in misses:
+            out.warn(f"below --fail-under: {miss}")
+        if misses:
+            raise typer.Exit(ExitCode.BELOW_THRESHOLD)
+
+
+def _floors(specs: list[str]) -> dict[str, float]:
+    from core.errors import ConfigError
+
+    floors: dict[str, float] = {}
+    for spec in specs:
+        metric, sep, value = spec.partition("=")
+        try:
+            floors[metric.strip()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep or not metric.strip():
+            raise ConfigError(
+                f"bad --fail-under {spec!r}", hint="METRIC=VALUE, e.g. ndcg@10=0.7 or contains=0.8"
+            )
+    return floors
+
+
+def _beir(
+    settings: Settings, folder: Path, split: str, out: Output
+) -> tuple[list[EvalCase], list[InputProblem]]:
+    """Ingest a BEIR corpus into its knowledge base (incremental) and return its cases."""
+    from cli.ingest import _ProgressBar
+    from core.config import kb_home
+    from core.errors import ConfigError
+    from core.evaluate import beir_cases, load_beir, write_corpus
+    from core.ingest import run_ingest
+
+    try:
+        beir = load_beir(folder, split)
+    except (OSError, ValueError, KeyError) as err:
+        raise ConfigError(
+            f"{folder} is not a BEIR folder: {err}",
+            hint="it needs corpus.jsonl, queries.jsonl and qrels/SPLIT.tsv",
+        ) from err
+    corpus = kb_home(settings.kb.home) / "beir" / settings.kb.name
+    documents = write_corpus(beir, corpus)
+    out.note(f"BEIR set {beir.name}: {documents} documents, {len(beir.queries)} judged queries")
+    with _ProgressBar(out) as on_progress:
+        report = run_ingest(settings, [corpus], on_progress=on_progress)
+    if report.added or report.changed:
+        out.note(
+            f"indexed {len(report.added) + len(report.changed)} documents into '{settings.kb.name}'"
+        )
+    return beir_cases(beir), []
+
+
+def _run(
+    settings: Settings,
+    cases: list[EvalCase],
+    problems: list[InputProblem],
+    out: Output,
+    *,
+    k: int,
+    answers: bool,
+    judge: bool,
+    name: str,
+) -> EvalReport:
+    from core.engine import open_engine
+    from core.evaluate import run_eval
+
+    with open_engine(settings, purpose="read") as engine, _progress(out, len(cases)) as tick:
+        return run_eval(
+            cases,
+            engine,
+            mode=settings.retrieval.mode,
+            k=k,
+            answers=answers,
+            judge=judge,
+            problems=problems,
+            name=name,
+            on_progress=tick,
+        )
+
+
+class _progress:
+    """A progress bar over questions on a terminal's stderr."""
+
+    def __init__(self, out: Output, total: int) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+        self.bar = Progress(
+            "evaluating",
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=out.err,
+            transient=True,
+            disable=not out.err.is_terminal,
+        )
+        self.task = self.bar.add_task("eval", total=total)
+
+    def __enter__(self) -> Callable[[int, int], None]:
+        self.bar.start()
+        return lambda done, total: self.bar.update(self.task, completed=done)
+
+    def __exit__(self, *exc: object) -> None:
+        self.bar.stop()
+
+
+def _compare(settings: Settings, a: str, b: str, out: Output) -> None:
+    from core.evaluate import compare_runs, load_run
+
+    out.comparison(compare_runs(load_run(a, settings), load_run(b, settings)))
+
+
+def _generate(settings: Settings, count: int, output: Path | None, out: Output) -> None:
+    import json
+
+    from core.engine import open_engine
+    from core.evaluate import generate_cases
+
+    with open_engine(settings, purpose="read") as engine:
+        rows = generate_cases(engine, count=count)
+    lines = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+    if output is None:
+        sys.stdout.write(lines)
+        sys.stdout.flush()
+    else:
+        output.write_text(lines, encoding="utf-8")
+        out.note(f"wrote {len(rows)} questions to {output}")
