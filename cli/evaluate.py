@@ -171,28 +171,16 @@ def _beir(
 ) -> tuple[list[EvalCase], list[InputProblem]]:
     """Ingest a BEIR corpus into its knowledge base (incremental) and return its cases."""
     from cli.ingest import _ProgressBar
-    from core.config import kb_home
-    from core.errors import ConfigError
-    from core.evaluate import beir_cases, load_beir, write_corpus
-    from core.ingest import run_ingest
+    from core.evaluate import prepare_beir
 
-    try:
-        beir = load_beir(folder, split)
-    except (OSError, ValueError, KeyError) as err:
-        raise ConfigError(
-            f"{folder} is not a BEIR folder: {err}",
-            hint="it needs corpus.jsonl, queries.jsonl and qrels/SPLIT.tsv",
-        ) from err
-    corpus = kb_home(settings.kb.home) / "beir" / settings.kb.name
-    documents = write_corpus(beir, corpus)
-    out.note(f"BEIR set {beir.name}: {documents} documents, {len(beir.queries)} judged queries")
     with _ProgressBar(out) as on_progress:
-        report = run_ingest(settings, [corpus], on_progress=on_progress)
+        beir, cases, report = prepare_beir(settings, folder, split, on_progress)
+    out.note(f"BEIR set {beir.name}: {report.files_total} documents, {len(cases)} judged queries")
     if report.added or report.changed:
         out.note(
             f"indexed {len(report.added) + len(report.changed)} documents into '{settings.kb.name}'"
         )
-    return beir_cases(beir), []
+    return cases, []
 
 
 def _run(

@@ -31,9 +31,21 @@ def use() -> Any:
 
 
 def query_vector(provider: str, text: str) -> list[float] | None:
-    """`text` embedded as a question by a bundled model; None for providers that are not bundled."""
+    """`text` embedded as a question by a bundled model; None for providers that are not bundled.
+
+    For `local-dual`: the e5 and USE vectors, each of unit length, one after the other.
+    """
     if provider == "local":
         return [float(x) for x in e5().query(text)]
     if provider == "local-use":
         return [float(x) for x in use().encode([text])[0]]
+    if provider == "local-dual":
+        return unit(e5().query(text)) + unit(use().encode([text])[0])
     return None
+
+
+def unit(vector: Any) -> list[float]:
+    """`vector` scaled to length 1."""
+    values = [float(x) for x in vector]
+    norm = sum(x * x for x in values) ** 0.5 or 1.0
+    return [x / norm for x in values]

@@ -18,7 +18,7 @@ from pathlib import Path
 from core.config import Settings, kb_home
 from core.engine import Engine
 from core.errors import ConfigError
-from core.results import Source
+from core.results import IngestProgress, IngestReport, Source
 from core.retrieve import Mode, RetrievalQuery, retrieve
 
 Qrels = dict[str, dict[str, int]]  # query id -> {document id: relevance}
@@ -246,6 +246,34 @@ def beir_cases(beir: BeirSet) -> list[EvalCase]:
     ]
 
 
+def prepare_beir(
+    settings: Settings,
+    folder: Path,
+    split: str = "test",
+    on_progress: Callable[[IngestProgress], None] | None = None,
+) -> tuple[BeirSet, list[EvalCase], IngestReport]:
+    """`kb eval --beir`: the folder's corpus ingested into the selected knowledge base (written as
+    files under `<home>/beir/<kb name>`; incremental, so later runs reuse it) and its judged cases."""
+    from core.ingest import run_ingest
+
+    try:
+        beir = load_beir(folder, split)
+    except (OSError, ValueError, KeyError, IndexError) as err:
+        raise ConfigError(
+            f"{folder} is not a BEIR folder: {err}",
+            hint="it needs corpus.jsonl, queries.jsonl and qrels/SPLIT.tsv",
+        ) from err
+    corpus = beir_corpus_dir(settings)
+    write_corpus(beir, corpus)
+    report = run_ingest(settings, [corpus], on_progress=on_progress)
+    return beir, beir_cases(beir), report
+
+
+def beir_corpus_dir(settings: Settings) -> Path:
+    """Where a BEIR knowledge base's documents are written as files."""
+    return kb_home(settings.kb.home) / "beir" / settings.kb.name
+
+
 def _strings(values: object) -> bool:
     return isinstance(values, list) and all(isinstance(v, str) for v in values)
 
@@ -297,6 +325,7 @@ class CaseResult:
     retrieve_s: float
     answer_s: float
     references: tuple[str, ...] = ()
+    best_score: float | None = None  # the best dense score retrieval found (refusal calibration)
 
 
 @dataclass(frozen=True)
@@ -377,6 +406,7 @@ def run_eval(
                 round(retrieved_s, 4),
                 round(answer_s, 4),
                 case.answers,
+                retrieval.best_dense,
             )
         )
         if on_progress is not None:

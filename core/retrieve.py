@@ -21,20 +21,23 @@ chunks can be added around each hit (`context`). No LlamaIndex import on this pa
 from __future__ import annotations
 
 import fnmatch
+import math
 import re
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from core.engine import Engine
 from core.errors import ConfigError
+from core.models import dual_split
 from core.results import Source
+from core.text import detect_language
 
 Mode = Literal["hybrid", "dense", "sparse"]
 FILE_TYPES = ("markdown", "text", "code", "pdf", "html", "docx")
 CANDIDATES = 100  # per search; more than any top_k people use, cheap with exact search
 RERANK_POOL = 30
+CROSS_SCALE = math.sqrt(0.5)  # both halves of a `local-dual` query weigh the same
 NEAR_DUPLICATE = 0.9  # Jaccard similarity of character trigrams above which two chunks are one
 _SPACE = re.compile(r"\s+")
 
@@ -85,18 +88,31 @@ def retrieve(query: RetrievalQuery, engine: Engine) -> Retrieval:
     candidates: dict[str, _Candidate] = {}
     ranges: dict[str | None, tuple[float, float]] = {}  # language -> (lowest, highest) cosine
     languages: tuple[str, ...] = ()
+    best_dense: float | None = None
+    group_vectors: dict[
+        str | None, list[float]
+    ] = {}  # language -> the dense query it was searched with
     if vector is not None:
-        if query.balance_languages:
-            present = shard.facet("lang", conditions)
-            languages = tuple(sorted(str(lang) for lang in present)) if len(present) > 1 else ()
-        negated = [-x for x in vector]
+        present = sorted(str(lang) for lang in shard.facet("lang", conditions))
+        if query.balance_languages and len(present) > 1:
+            languages = tuple(present)
+        asked_in = detect_language(query.question)
+        split = dual_split(engine.settings.embedding)
         for language in languages or (None,):
             scoped = {**conditions, "lang": language} if language else conditions
-            hits = shard.dense_search(vector, limit=depth, conditions=scoped)
+            written_in = language or (present[0] if len(present) == 1 else None)
+            same = written_in == asked_in
+            group_vector = _group_vector(vector, split, same_language=same)
+            group_vectors[language] = group_vector
+            hits = shard.dense_search(group_vector, limit=depth, conditions=scoped)
             if not hits:
                 continue
+            negated = [-x for x in group_vector]
             farthest = shard.dense_search(negated, limit=1, conditions=scoped, with_payload=False)
             ranges[language] = (-farthest[0].score, hits[0].score)
+            # With both models in one vector, a same-language search measures e5 alone at 1/sqrt(2).
+            top = hits[0].score * (math.sqrt(2) if split and same else 1.0)
+            best_dense = top if best_dense is None else max(best_dense, top)
             for hit in hits:
                 candidates[hit.id] = _Candidate(hit.id, hit.payload, dense=hit.score)
     best_sparse = 0.0
@@ -107,10 +123,8 @@ def retrieve(query: RetrievalQuery, engine: Engine) -> Retrieval:
             candidate = candidates.setdefault(hit.id, _Candidate(hit.id, hit.payload))
             candidate.sparse = hit.score
     if query.mode == "hybrid" and vector is not None and best_sparse > 0:
-        _fill_missing(query.question, vector, candidates, engine, conditions)
+        _fill_missing(query.question, group_vectors, candidates, engine, conditions)
     searched = time.perf_counter()
-
-    best_dense = max((r[1] for r in ranges.values()), default=None)
     for candidate in candidates.values():
         candidate.score = _score(candidate, query, ranges, languages, best_sparse)
     ranked = sorted(candidates.values(), key=lambda c: (-c.score, c.id))
@@ -170,20 +184,37 @@ def _conditions(query: RetrievalQuery, engine: Engine) -> dict[str, Any]:
     return conditions
 
 
+def _group_vector(vector: list[float], split: int | None, *, same_language: bool) -> list[float]:
+    """The query vector for one language's chunks. With both bundled models in one vector
+    (`local-dual`), chunks in the question's language are searched with e5 alone (its half kept,
+    the USE half zeroed) and other languages' chunks with both halves (the mean of both cosines)."""
+    if split is None:
+        return vector
+    if same_language:
+        return vector[:split] + [0.0] * (len(vector) - split)
+    return [x * CROSS_SCALE for x in vector]
+
+
 def _fill_missing(
     question: str,
-    vector: Sequence[float],
+    group_vectors: dict[str | None, list[float]],
     candidates: dict[str, _Candidate],
     engine: Engine,
     conditions: dict[str, Any],
 ) -> None:
-    """Score each candidate on the side that did not find it."""
-    no_dense = [c.id for c in candidates.values() if c.dense is None]
-    if no_dense:
-        for hit in engine.shard.dense_search(
-            vector, limit=len(no_dense), conditions=conditions, ids=no_dense, with_payload=False
-        ):
-            candidates[hit.id].dense = hit.score
+    """Score each candidate on the side that did not find it (dense: with its language's query)."""
+    for language, vector in group_vectors.items():
+        no_dense = [
+            c.id
+            for c in candidates.values()
+            if c.dense is None and (language is None or c.payload.get("lang") == language)
+        ]
+        if no_dense:
+            scoped = {**conditions, "lang": language} if language else conditions
+            for hit in engine.shard.dense_search(
+                vector, limit=len(no_dense), conditions=scoped, ids=no_dense, with_payload=False
+            ):
+                candidates[hit.id].dense = hit.score
     no_sparse = [c.id for c in candidates.values() if c.sparse == 0.0]
     if no_sparse:
         for hit in engine.shard.sparse_search(

