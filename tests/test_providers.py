@@ -195,8 +195,12 @@ def test_dual_knowledge_base_answers_across_languages(
 
     docs = tmp_path / "mixed"
     docs.mkdir()
-    (docs / "refunds.md").write_text("# Refunds\nRefunds are accepted within 30 days of purchase.\n")
-    (docs / "backup.md").write_text("# Backups\nThe nightly backup runs at 03:00 and keeps 14 copies.\n")
+    (docs / "refunds.md").write_text(
+        "# Refunds\nRefunds are accepted within 30 days of purchase.\n"
+    )
+    (docs / "backup.md").write_text(
+        "# Backups\nThe nightly backup runs at 03:00 and keeps 14 copies.\n"
+    )
     (docs / "部署.md").write_text("# 部署\n生产环境至少需要 2 GB 内存和 10 GB 磁盘空间。\n")
     settings = make_settings(embedding={"provider": "local-dual"})
     with open_engine(settings, purpose="write") as engine:
