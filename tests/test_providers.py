@@ -195,17 +195,22 @@ def test_dual_knowledge_base_answers_across_languages(
 
     docs = tmp_path / "mixed"
     docs.mkdir()
-    (docs / "refunds.md").write_text(
-        "# Refunds\nRefunds are accepted within 30 days of purchase.\n"
-    )
-    (docs / "backup.md").write_text(
-        "# Backups\nThe nightly backup runs at 03:00 and keeps 14 copies.\n"
-    )
-    (docs / "部署.md").write_text("# 部署\n生产环境至少需要 2 GB 内存和 10 GB 磁盘空间。\n")
+    files = {
+        "refunds.md": "# Refunds\nRefunds are accepted within 30 days of purchase.\n",
+        "backup.md": "# Backups\nThe nightly backup runs at 03:00 and keeps 14 copies.\n",
+        "tokens.md": "# Tokens\nAPI tokens expire after 90 days and can be rotated.\n",
+        "部署.md": "# 部署\n生产环境至少需要 2 GB 内存和 10 GB 磁盘空间。\n",
+        "回收站.md": "# 回收站\n删除的笔记会在回收站保留 60 天。\n",
+        "值班.md": "# 值班\n值班交接在每周一上午十点进行。\n",
+    }
+    for name, text in files.items():
+        (docs / name).write_text(text, encoding="utf-8")
     settings = make_settings(embedding={"provider": "local-dual"})
     with open_engine(settings, purpose="write") as engine:
         ingest([docs], engine)
-        top = retrieve(RetrievalQuery("退款期限是多少天？", top_k=1), engine).sources[0]
-        also = retrieve(RetrievalQuery("How much memory does production need?", top_k=1), engine)
-    assert top.path == "refunds.md"
-    assert also.sources[0].path == "部署.md"
+        to_english = retrieve(RetrievalQuery("退款期限是多少天？", top_k=2), engine).sources
+        to_chinese = retrieve(
+            RetrievalQuery("How much memory does production need?", top_k=2), engine
+        ).sources
+    assert "refunds.md" in {s.path for s in to_english}
+    assert "部署.md" in {s.path for s in to_chinese}
