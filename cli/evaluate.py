@@ -170,10 +170,10 @@ def _beir(
     settings: Settings, folder: Path, split: str, out: Output
 ) -> tuple[list[EvalCase], list[InputProblem]]:
     """Ingest a BEIR corpus into its knowledge base (incremental) and return its cases."""
-    from cli.ingest import _ProgressBar
+    from cli.ingest import IngestProgressBar
     from core.evaluate import prepare_beir
 
-    with _ProgressBar(out) as on_progress:
+    with IngestProgressBar(out) as on_progress:
         beir, cases, report = prepare_beir(settings, folder, split, on_progress)
     out.note(f"BEIR set {beir.name}: {report.files_total} documents, {len(cases)} judged queries")
     if report.added or report.changed:
@@ -197,7 +197,10 @@ def _run(
     from core.engine import open_engine
     from core.evaluate import run_eval
 
-    with open_engine(settings, purpose="read") as engine, _progress(out, len(cases)) as tick:
+    with (
+        open_engine(settings, purpose="read") as engine,
+        _QuestionProgress(out, len(cases)) as tick,
+    ):
         return run_eval(
             cases,
             engine,
@@ -211,7 +214,7 @@ def _run(
         )
 
 
-class _progress:
+class _QuestionProgress:
     """A progress bar over questions on a terminal's stderr."""
 
     def __init__(self, out: Output, total: int) -> None:

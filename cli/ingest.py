@@ -68,7 +68,7 @@ def ingest_command(
     }
     settings = load(config, kb, ingest=ingest_flags).settings
     out = Output(as_json=as_json)
-    with _ProgressBar(out) as on_progress:
+    with IngestProgressBar(out) as on_progress:
         report = run_ingest(
             settings, paths, dry_run=dry_run, rebuild=rebuild, on_progress=on_progress
         )
@@ -77,7 +77,7 @@ def ingest_command(
         raise typer.Exit(ExitCode.INCOMPLETE)
 
 
-class _ProgressBar:
+class IngestProgressBar:
     """A Rich progress bar on stderr when it is a terminal; otherwise silent."""
 
     def __init__(self, out: Output) -> None:
