@@ -123,7 +123,7 @@ class RetrievalSettings(_Section):
     mode: Literal["hybrid", "dense", "sparse"] = Field("hybrid", description="Retrieval mode")
     top_k: int = Field(5, ge=1, le=100, description="Chunks to retrieve")
     dense_weight: float = Field(
-        0.7,
+        0.6,
         ge=0,
         le=1,
         description="Hybrid: weight of the min-max normalised dense score (the rest: keyword score)",

@@ -52,7 +52,7 @@ class RetrievalQuery:
     paths: tuple[str, ...] = ()  # globs over the indexed path (root-relative) or absolute path
     file_types: tuple[str, ...] = ()
     context: int = 0  # neighbouring chunks added on each side of a hit
-    dense_weight: float = 0.7
+    dense_weight: float = 0.6
     balance_languages: bool = True
 
 
