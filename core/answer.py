@@ -136,10 +136,11 @@ def answer(
 
 
 def min_score(engine: Engine) -> float:
-    """The refusal threshold: `[retrieval] min_score`, or the embedder's calibrated one for "auto"."""
+    """The refusal threshold: `[retrieval] min_score`, or for "auto" the one calibrated for the
+    embedder the knowledge base was built with."""
     configured = engine.settings.retrieval.min_score
     if configured == "auto":
-        return calibrated_min_score(engine.settings.embedding)
+        return calibrated_min_score(str(engine.shard.meta.get("embedder", "")))
     return float(configured)
 
 
