@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from cli.options import ConfigOpt, JsonOpt, KbOpt, load
+from cli.options import ConfigOpt, JsonOpt, KbOpt, ModeOpt, ShowThinkingOpt, TopKOpt, load
 
 
 def ask_command(
@@ -19,18 +19,8 @@ def ask_command(
             metavar="[QUESTION]",
         ),
     ] = None,
-    mode: Annotated[
-        str | None,
-        typer.Option(
-            "--mode", help="hybrid | dense | sparse (default: [retrieval].mode).", metavar="MODE"
-        ),
-    ] = None,
-    top_k: Annotated[
-        int | None,
-        typer.Option(
-            "--top-k", help="Chunks to retrieve (default: [retrieval].top_k).", metavar="N"
-        ),
-    ] = None,
+    mode: ModeOpt = None,
+    top_k: TopKOpt = None,
     paths: Annotated[
         list[str] | None,
         typer.Option(
@@ -67,10 +57,7 @@ def ask_command(
     no_sources: Annotated[
         bool, typer.Option("--no-sources", help="Print the answer only.")
     ] = False,
-    show_thinking: Annotated[
-        bool,
-        typer.Option("--show-thinking", help="Also print a reasoning model's thinking."),
-    ] = False,
+    show_thinking: ShowThinkingOpt = False,
     stream_json: Annotated[
         bool,
         typer.Option(

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from cli.options import ConfigOpt, JsonOpt, KbOpt, load
+from cli.options import ConfigOpt, JsonOpt, KbOpt, ModeOpt, ShowThinkingOpt, TopKOpt, load
 
 if TYPE_CHECKING:
     from cli.output import Output
@@ -39,26 +39,13 @@ def chat_command(
     list_sessions: Annotated[
         bool, typer.Option("--list", help="List the saved sessions and exit.")
     ] = False,
-    mode: Annotated[
-        str | None,
-        typer.Option(
-            "--mode", help="hybrid | dense | sparse (default: [retrieval].mode).", metavar="MODE"
-        ),
-    ] = None,
-    top_k: Annotated[
-        int | None,
-        typer.Option(
-            "--top-k", help="Chunks to retrieve (default: [retrieval].top_k).", metavar="N"
-        ),
-    ] = None,
+    mode: ModeOpt = None,
+    top_k: TopKOpt = None,
     verbose: Annotated[
         bool,
         typer.Option("--verbose", "-v", help="Show how each question was rewritten."),
     ] = False,
-    show_thinking: Annotated[
-        bool,
-        typer.Option("--show-thinking", help="Also print a reasoning model's thinking."),
-    ] = False,
+    show_thinking: ShowThinkingOpt = False,
     config: ConfigOpt = None,
     kb: KbOpt = None,
     as_json: JsonOpt = False,

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from cli.options import ConfigOpt, JsonOpt, KbOpt, load
+from cli.options import ConfigOpt, JsonOpt, KbOpt, ModeOpt, load
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -39,12 +39,7 @@ def eval_command(
     split: Annotated[
         str, typer.Option("--split", help="Which qrels/SPLIT.tsv of a BEIR folder.")
     ] = "test",
-    mode: Annotated[
-        str | None,
-        typer.Option(
-            "--mode", help="hybrid | dense | sparse (default: [retrieval].mode).", metavar="MODE"
-        ),
-    ] = None,
+    mode: ModeOpt = None,
     k: Annotated[int, typer.Option("--k", help="Documents scored per question.", min=1)] = 10,
     limit: Annotated[
         int | None, typer.Option("--limit", help="Only the first N questions.", metavar="N", min=1)

@@ -29,6 +29,19 @@ KbOpt = Annotated[
     ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
+ModeOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--mode", help="hybrid | dense | sparse (default: [retrieval].mode).", metavar="MODE"
+    ),
+]
+TopKOpt = Annotated[
+    int | None,
+    typer.Option("--top-k", help="Chunks to retrieve (default: [retrieval].top_k).", metavar="N"),
+]
+ShowThinkingOpt = Annotated[
+    bool, typer.Option("--show-thinking", help="Also print a reasoning model's thinking.")
+]
 
 
 def load(config: Path | None, kb: str | None, **sections: dict[str, Any]) -> LoadedSettings:

@@ -8,6 +8,7 @@ import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -188,18 +189,25 @@ def test_endpoint_down_mid_session_prints_one_line_and_goes_on(
 # -------------------------------------------------------------------------------- terminal
 
 
-def test_interactive_session_in_a_real_terminal(kb_copy: Path, tmp_path: Path) -> None:
-    pexpect = pytest.importorskip("pexpect")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KB_")}
-    env.update(KB_KB__HOME=str(kb_copy), PROMPT_TOOLKIT_NO_CPR="1", TERM="xterm")
-    child = pexpect.spawn(
+def _spawn_chat(home: Path, cwd: Path, **env: str) -> Any:
+    """`kb chat` in a real pseudo-terminal, on the knowledge bases under `home`."""
+    import pexpect
+
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("KB_")}
+    clean.update(KB_KB__HOME=str(home), PROMPT_TOOLKIT_NO_CPR="1", TERM="xterm", **env)
+    return pexpect.spawn(
         sys.executable,
         ["-m", "cli", "chat"],
-        env=env,
-        cwd=str(tmp_path),
+        env=clean,
+        cwd=str(cwd),
         encoding="utf-8",
         timeout=120,
     )
+
+
+def test_interactive_session_in_a_real_terminal(kb_copy: Path, tmp_path: Path) -> None:
+    pexpect = pytest.importorskip("pexpect")
+    child = _spawn_chat(kb_copy, tmp_path)
     try:
         child.expect("default>")
         child.sendline(PORT_Q)
@@ -222,21 +230,8 @@ def test_interactive_session_in_a_real_terminal(kb_copy: Path, tmp_path: Path) -
 def test_ctrl_c_cancels_the_answer_being_written(kb_copy: Path, tmp_path: Path) -> None:
     pexpect = pytest.importorskip("pexpect")
     fake = FakeOpenAI(delay=30.0).start()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KB_")}
-    env.update(
-        KB_KB__HOME=str(kb_copy),
-        KB_LLM__PROVIDER="openai",
-        KB_LLM__BASE_URL=fake.base_url,
-        PROMPT_TOOLKIT_NO_CPR="1",
-        TERM="xterm",
-    )
-    child = pexpect.spawn(
-        sys.executable,
-        ["-m", "cli", "chat"],
-        env=env,
-        cwd=str(tmp_path),
-        encoding="utf-8",
-        timeout=60,
+    child = _spawn_chat(
+        kb_copy, tmp_path, KB_LLM__PROVIDER="openai", KB_LLM__BASE_URL=fake.base_url
     )
     try:
         child.expect("default>")
