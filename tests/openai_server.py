@@ -172,7 +172,7 @@ class FakeOpenAI:
                 self.end_headers()
                 self.wfile.write(raw)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = _QuietServer(("127.0.0.1", 0), Handler)
         # A short poll interval: stop() waits for the serving loop to notice (0.5 s by default).
         threading.Thread(target=self.server.serve_forever, args=(0.02,), daemon=True).start()
         return self
@@ -185,3 +185,12 @@ class FakeOpenAI:
 
 def _split(text: str) -> list[str]:
     return [text[i : i + STREAM_PIECE] for i in range(0, len(text), STREAM_PIECE)]
+
+
+class _QuietServer(ThreadingHTTPServer):
+    """Clients that hang up mid-reply (timeouts, Ctrl-C, cut streams) are what the tests inject."""
+
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        return
