@@ -112,6 +112,7 @@ def ask_command(
     try:
         with open_engine(settings, purpose="read") as engine:
             retrieval = retrieve(query, engine)
+            engine.release()  # answering needs no store: `kb ingest` need not wait for the LLM
             if retrieve_only:
                 out.retrieved(retrieval, show_sources=not no_sources)
                 if not retrieval.sources:

@@ -41,10 +41,14 @@ def answer(
     on_event: OnEvent | None = None,
     show_thinking: bool = False,
 ) -> Answer:
-    """Answer the retrieved question: refused, extractive or generated, with checked citations."""
+    """Answer the retrieved question: refused, extractive or generated, with checked citations.
+
+    Needs the engine's settings and models, not its store: callers may `release()` the knowledge
+    base first, so a long generation never keeps `kb ingest` waiting.
+    """
     question = retrieval.query.question
     sources = list(retrieval.sources)
-    if not sources and engine.shard.count() == 0:
+    if retrieval.empty:
         raise NothingToAnswerFrom(
             "the knowledge base is empty", hint="run `kb ingest PATH` to add documents"
         )

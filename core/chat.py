@@ -85,9 +85,9 @@ class ChatSession:
             dense_weight=cfg.dense_weight,
             balance_languages=cfg.balance_languages,
         )
-        result = answer(
-            retrieve(query, engine), engine, on_event=on_event, show_thinking=show_thinking
-        )
+        retrieval = retrieve(query, engine)
+        engine.release()  # answering needs no store: `kb ingest` need not wait for the LLM
+        result = answer(retrieval, engine, on_event=on_event, show_thinking=show_thinking)
         turn = Turn(question, standalone, replace(result, question=question), how)
         self.turns.append(turn)
         return turn

@@ -70,6 +70,10 @@ class Engine:
 
         return make_reranker(self.settings.retrieval.reranker)
 
+    def release(self) -> None:
+        """Close the store (and free its lock) early; the models stay usable for answering."""
+        self.shard.close()
+
     def query_vector(self, text: str) -> list[float]:
         """A question's dense vector. The bundled models answer without importing LlamaIndex."""
         if self.given_embedder is None:

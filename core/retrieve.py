@@ -65,6 +65,7 @@ class Retrieval:
     best_dense: float | None  # highest cosine of any chunk, None when no dense search ran
     languages: tuple[str, ...]  # languages searched separately (empty: one search)
     timings: dict[str, float] = field(default_factory=dict)
+    empty: bool = False  # the knowledge base holds no chunk at all
 
 
 @dataclass
@@ -147,6 +148,7 @@ def retrieve(query: RetrievalQuery, engine: Engine) -> Retrieval:
         sources=sources,
         best_dense=best_dense,
         languages=languages,
+        empty=not sources and shard.count() == 0,
         timings={
             "embed_s": round(embedded - began, 4),
             "search_s": round(searched - embedded, 4),

@@ -311,3 +311,41 @@ def test_terminal_streams_markdown_then_a_linked_sources_table(
     assert "Sources" in text
     assert "\x1b]8;" in text  # a terminal hyperlink to the file
     assert "answered by test-model" in text
+
+
+def test_the_knowledge_base_is_free_while_the_llm_writes(kb_copy: Path) -> None:
+    """`kb ask` closes the store after retrieval: `kb ingest` need not wait for a slow LLM."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    fake = FakeOpenAI(delay=3.0).start()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KB_")}
+    env.update(
+        KB_KB__HOME=str(kb_copy),
+        KB_LLM__PROVIDER="openai",
+        KB_LLM__BASE_URL=fake.base_url,
+        KB_LLM__MAX_RETRIES="0",
+    )
+    asking = subprocess.Popen(
+        [sys.executable, "-m", "cli", "ask", REFUND, "--json"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not fake.requests and asking.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert fake.requests, "the question never reached the LLM"
+        settings = load_settings(environ={"KB_KB__HOME": str(kb_copy)}).settings
+        with open_engine(settings, purpose="manage") as engine:  # would raise StoreBusy
+            assert engine.shard.count() > 0
+        out, err = asking.communicate(timeout=120)
+    finally:
+        asking.kill()
+        fake.stop()
+    assert asking.returncode == 0, err
+    assert json.loads(out)["kind"] == "generated"
