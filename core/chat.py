@@ -167,8 +167,11 @@ def transcript(session: ChatSession) -> str:
 
 
 def history_path(settings: Settings) -> Path:
-    """Where the interactive prompt keeps its input history."""
-    return kb_home(settings.kb.home) / "chat-input-history"
+    """Where the interactive prompt keeps its input history (created readable by its owner only)."""
+    path = kb_home(settings.kb.home) / "chat-input-history"
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path.touch(mode=0o600)
+    return path
 
 
 class ChatStore:

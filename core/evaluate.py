@@ -264,6 +264,8 @@ def prepare_beir(
             hint="it needs corpus.jsonl, queries.jsonl and qrels/SPLIT.tsv",
         ) from err
     corpus = beir_corpus_dir(settings)
+    corpus.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    corpus.mkdir(exist_ok=True, mode=0o700)  # the documents' text: owner only
     write_corpus(beir, corpus)
     report = run_ingest(settings, [corpus], on_progress=on_progress)
     return beir, beir_cases(beir), report
@@ -568,6 +570,7 @@ def save_run(report: EvalReport, settings: Settings) -> Path:
     folder = runs_dir(settings)
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     path = folder / f"{report.name}.json"
+    path.touch(mode=0o600)
     path.write_text(json.dumps(asdict(report), ensure_ascii=False, indent=1), encoding="utf-8")
     return path
 

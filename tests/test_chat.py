@@ -225,6 +225,7 @@ def test_interactive_session_in_a_real_terminal(kb_copy: Path, tmp_path: Path) -
     assert child.exitstatus == 0
     history = kb_copy / "chat-input-history"
     assert PORT_Q in history.read_text(encoding="utf-8")
+    assert history.stat().st_mode & 0o077 == 0  # questions can be private: owner only
 
 
 def test_ctrl_c_cancels_the_answer_being_written(kb_copy: Path, tmp_path: Path) -> None:
