@@ -151,3 +151,43 @@ def test_ask_piped_into_head_ends_quietly(home: Path) -> None:
     assert first.startswith("[1] ")
     assert "Traceback" not in result.stderr
     assert status in {"0", "1"}
+
+
+def test_busy_knowledge_base_is_refused_at_once_while_ingest_runs(tmp_path: Path) -> None:
+    """A question or a second ingest during an ingest fails at once (exit 3, "busy"), never waits."""
+    import time
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for i in range(20):
+        (docs / f"note-{i}.md").write_text(
+            f"# Note {i}\n"
+            + " ".join(f"Sentence {j} of note {i} about topic {i * j}." for j in range(40))
+        )
+    home = tmp_path / "home"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KB_", "OPENAI_"))}
+    env["KB_KB__HOME"] = str(home)
+    first = subprocess.Popen(
+        [*KB, "ingest", str(docs), "--json"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not (home / "default" / "collection.json").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)  # the store exists (and is locked) once the first ingest is writing
+        ask = _run(["ask", "topic?"], home)
+        second = _run(["ingest", str(docs)], home)
+        still_running = first.poll() is None
+        out, err = first.communicate(timeout=300)
+    finally:
+        first.kill()
+    assert still_running, "the first ingest ended before the others were tried: make it longer"
+    for refused in (ask, second):
+        assert refused.returncode == 3, refused.stderr
+        assert "busy" in refused.stderr
+        assert refused.stdout == ""
+    assert first.returncode == 0, err
+    assert len(json.loads(out)["added"]) == 20  # the refused processes changed nothing
