@@ -419,10 +419,32 @@ def _load_html(markup: str) -> LoadedText:
     return LoadedText(text, "html", title=title)
 
 
+MAX_UNPACKED_MB = 200  # a .docx is a zip: refuse one that would unpack to more (a zip bomb)
+MAX_UNPACK_RATIO = 200  # real Word XML compresses about 5-20x; bombs, thousands of times
+
+
+def _check_unpacked_size(data: bytes) -> None:
+    """Refuse a zip whose members would unpack past the limits, before anything is unpacked."""
+    import io
+    import zipfile
+
+    try:
+        members = zipfile.ZipFile(io.BytesIO(data)).infolist()
+    except (zipfile.BadZipFile, ValueError) as err:
+        raise UnreadableFile(f"corrupt Word file ({type(err).__name__})") from err
+    unpacked = sum(member.file_size for member in members)
+    if unpacked > MAX_UNPACKED_MB * 1024 * 1024 or unpacked > MAX_UNPACK_RATIO * max(1, len(data)):
+        raise UnreadableFile(
+            f"Word file would unpack to {unpacked / 1024 / 1024:.0f} MB from "
+            f"{len(data) / 1024:.0f} KB (a zip bomb?)"
+        )
+
+
 def _load_docx(data: bytes) -> LoadedText:
     import io
     import zipfile
 
+    _check_unpacked_size(data)
     try:
         import docx
 

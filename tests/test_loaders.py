@@ -208,3 +208,17 @@ def test_docx_tables_stay_in_place(tmp_path: Path) -> None:
     document.save(str(path))
     text = load(path, "docx", path.read_bytes()).text
     assert text.index("Pro | 30 days") < text.index("## Privacy")
+
+
+def test_a_docx_zip_bomb_is_refused_before_unpacking(tmp_path: Path) -> None:
+    import io
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("[Content_Types].xml", "<Types/>")
+        archive.writestr("word/document.xml", "<w:document>" + " " * (300 * 1024 * 1024))
+    data = buffer.getvalue()
+    assert len(data) < 1024 * 1024  # a small file on disk
+    with pytest.raises(UnreadableFile, match="would unpack to 300 MB .* zip bomb"):
+        load(tmp_path / "bomb.docx", "docx", data)
