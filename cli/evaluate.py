@@ -149,15 +149,16 @@ def _floors(specs: list[str]) -> dict[str, float]:
 
     floors: dict[str, float] = {}
     for spec in specs:
-        metric, sep, value = spec.partition("=")
+        metric, _, value = spec.partition("=")
         try:
-            floors[metric.strip()] = float(value)
+            floor = float(value)
         except ValueError:
-            sep = ""
-        if not sep or not metric.strip():
+            floor = None
+        if floor is None or not metric.strip():
             raise ConfigError(
                 f"bad --fail-under {spec!r}", hint="METRIC=VALUE, e.g. ndcg@10=0.7 or contains=0.8"
             )
+        floors[metric.strip()] = floor
     return floors
 
 

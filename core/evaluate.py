@@ -137,7 +137,10 @@ def retrieval_metrics(
     qrels: Mapping[str, Mapping[str, int]], ranking: Ranking, k: int = 10
 ) -> dict[str, float]:
     """nDCG@k, recall@k, MRR@k and hit rate@k, averaged over every query in `qrels`."""
-    per_query = query_metrics(qrels, ranking, k)
+    return _mean_retrieval(query_metrics(qrels, ranking, k), k)
+
+
+def _mean_retrieval(per_query: Mapping[str, Mapping[str, float]], k: int) -> dict[str, float]:
     names = [f"ndcg@{k}", f"recall@{k}", f"mrr@{k}", f"hit@{k}"]
     total = max(1, len(per_query))
     return {name: sum(v[name] for v in per_query.values()) / total for name in names}
@@ -423,7 +426,7 @@ def run_eval(
         model=_model_name(engine) if answers else "",
         k=k,
         questions=len(cases),
-        metrics=_averages(final, judged, k),
+        metrics={**(_mean_retrieval(per_query, k) if judged else {}), **_answer_averages(final)},
         latency={
             "retrieve_s": _percentiles([r.retrieve_s for r in final]),
             "answer_s": _percentiles([r.answer_s for r in final]) if answers else {},
@@ -503,17 +506,9 @@ def _judge(
     return scores
 
 
-def _averages(
-    results: Sequence[CaseResult], judged: Mapping[str, object], k: int
-) -> dict[str, float]:
-    """Retrieval metrics over every judged question; answer metrics over the questions they apply to."""
+def _answer_averages(results: Sequence[CaseResult]) -> dict[str, float]:
+    """Each answer metric averaged over the questions it applies to."""
     out: dict[str, float] = {}
-    names = [f"ndcg@{k}", f"recall@{k}", f"mrr@{k}", f"hit@{k}"]
-    if judged:
-        for metric in names:
-            out[metric] = sum(r.metrics.get(metric, 0.0) for r in results if r.id in judged) / len(
-                judged
-            )
     for metric in ("contains", "f1", "citation_validity", "faithfulness", "relevancy"):
         values = [r.metrics[metric] for r in results if metric in r.metrics]
         if values:

@@ -90,9 +90,8 @@ def retrieve(query: RetrievalQuery, engine: Engine) -> Retrieval:
     ranges: dict[str | None, tuple[float, float]] = {}  # language -> (lowest, highest) cosine
     languages: tuple[str, ...] = ()
     best_dense: float | None = None
-    group_vectors: dict[
-        str | None, list[float]
-    ] = {}  # language -> the dense query it was searched with
+    # language -> the dense query vector its chunks were searched with
+    group_vectors: dict[str | None, list[float]] = {}
     if vector is not None:
         present = sorted(str(lang) for lang in shard.facet("lang", conditions))
         if query.balance_languages and len(present) > 1:
