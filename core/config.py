@@ -62,6 +62,9 @@ class EmbeddingSettings(_Section):
         True, description="Cache embeddings by (model, text hash) so text is embedded once"
     )
     timeout: float = Field(30.0, gt=0, description="Seconds before a remote embedding call fails")
+    max_retries: int = Field(
+        2, ge=0, le=5, description="Retries on connection errors, 429 and 5xx (with backoff)"
+    )
 
 
 class LlmSettings(_Section):
@@ -87,10 +90,24 @@ class LlmSettings(_Section):
 
 
 class StoreSettings(_Section):
-    backend: Literal["edge"] = Field(
-        "edge", description="edge: embedded Qdrant Edge in the kb folder"
+    backend: Literal["edge", "qdrant"] = Field(
+        "edge",
+        description="edge: embedded Qdrant Edge in the kb folder; qdrant: a Qdrant server or "
+        "cluster at url, through qdrant-client",
     )
     path: str = Field("", description="Folder of this knowledge base; empty: <home>/<name>")
+    url: str = Field(
+        "",
+        description="backend=qdrant: server URL, e.g. http://localhost:6333; "
+        "file:///DIR: qdrant-client's local mode (for tests)",
+    )
+    api_key: SecretStr | None = Field(None, description="Secret: KB_STORE__API_KEY in .env or env")
+    collection: str = Field("", description="backend=qdrant: collection name; empty: kb_<name>")
+    shards: int = Field(1, ge=1, le=1024, description="backend=qdrant: shards of a new collection")
+    replicas: int = Field(
+        1, ge=1, le=16, description="backend=qdrant: copies of each shard (replication factor)"
+    )
+    timeout: float = Field(30.0, gt=0, description="backend=qdrant: seconds per server request")
 
 
 class IngestSettings(_Section):
@@ -160,7 +177,7 @@ class Settings(_Section):
         return kb_home(self.kb.home) / self.kb.name
 
 
-SECRET_KEYS = frozenset({"embedding.api_key", "llm.api_key"})
+SECRET_KEYS = frozenset({"embedding.api_key", "llm.api_key", "store.api_key"})
 
 
 @dataclass(frozen=True)

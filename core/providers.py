@@ -137,6 +137,7 @@ class OpenAICompatibleEmbedding(KbEmbedding):
 
     base_url: str
     timeout: float = 30.0
+    max_retries: int = 2
     _client: Any = PrivateAttr(default=None)
     _api_key: str = PrivateAttr(default="")
 
@@ -160,7 +161,7 @@ class OpenAICompatibleEmbedding(KbEmbedding):
                 base_url=self.base_url,
                 api_key=self._api_key or "not-needed",
                 timeout=self.timeout,
-                max_retries=2,
+                max_retries=self.max_retries,
             )
         return self._client
 
@@ -299,6 +300,7 @@ def make_embedder(cfg: EmbeddingSettings) -> KbEmbedding:
                 model_name=cfg.model or OPENAI_MODEL,
                 base_url=cfg.base_url or OPENAI_URL,
                 timeout=cfg.timeout,
+                max_retries=cfg.max_retries,
                 embed_batch_size=cfg.batch_size,
             )
             if cfg.api_key is not None:
