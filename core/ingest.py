@@ -614,10 +614,10 @@ def _embed(
         rows = embedder.get_text_embedding_batch([by_hash[k] for k in keys])
         progress.embed_seconds += time.perf_counter() - began
         vectors.update(zip(keys, rows, strict=True))
+        if cache is not None:  # at once: if a later batch fails, a rerun need not pay again
+            cache.put_many(list(zip(keys, rows, strict=True)))
         progress.chunks_done += len(keys)
         progress.emit("embed", todo[0][0].candidate.rel_path)
-    if cache is not None:
-        cache.put_many(list(vectors.items()))
     for item, i in todo:
         node = item.nodes[i]
         node.embedding = vectors[str(node.metadata["chunk_hash"])]
