@@ -11,8 +11,9 @@ Each embedder also counts tokens the way its model does, so chunks fit the model
 
 from __future__ import annotations
 
+import math
 import re
-from typing import Any
+from typing import Any, NoReturn
 
 from llama_index.core.base.embeddings.base import BaseEmbedding
 from pydantic import PrivateAttr
@@ -20,10 +21,12 @@ from pydantic import PrivateAttr
 from core import bundled
 from core.config import EmbeddingSettings
 from core.errors import ConfigError, ProviderError
+from core.llm import CONNECT_TIMEOUT, NO_KEY, _server_message
 from core.models import DUAL, E5, FASTEMBED_MODEL, OPENAI_MODEL, OPENAI_URL, USE, openai_fingerprint
 
 _APPROX_TOKEN = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]|[^\W_]+|[^\w\s]", re.UNICODE)
 MAX_E5_TOKENS = 512
+MAX_RETRY_AFTER = 120.0  # seconds; the openai client does not wait for a longer Retry-After
 
 
 def approx_tokens(text: str) -> int:
@@ -133,7 +136,12 @@ class DualEmbedding(KbEmbedding):
 
 
 class OpenAICompatibleEmbedding(KbEmbedding):
-    """Any OpenAI-compatible `/v1/embeddings` endpoint, through the `openai` package."""
+    """Any OpenAI-compatible `/v1/embeddings` endpoint, through the `openai` package.
+
+    The client retries connection errors, timeouts, 429 (honouring Retry-After) and 5xx itself, up
+    to `max_retries` times with backoff. What still fails, and any response that is not a vector per
+    text of the expected size, becomes one `ProviderError` naming the endpoint, with a hint.
+    """
 
     base_url: str
     timeout: float = 30.0
@@ -152,6 +160,7 @@ class OpenAICompatibleEmbedding(KbEmbedding):
     def set_api_key(self, key: str) -> None:
         """Kept out of the pydantic fields, so it is never dumped or logged."""
         self._api_key = key
+        self._client = None
 
     def _openai(self) -> Any:
         if self._client is None:
@@ -159,9 +168,9 @@ class OpenAICompatibleEmbedding(KbEmbedding):
 
             self._client = openai.OpenAI(
                 base_url=self.base_url,
-                api_key=self._api_key or "not-needed",
-                timeout=self.timeout,
+                api_key=self._api_key or NO_KEY,
                 max_retries=self.max_retries,
+                timeout=openai.Timeout(self.timeout, connect=min(CONNECT_TIMEOUT, self.timeout)),
             )
         return self._client
 
@@ -174,33 +183,154 @@ class OpenAICompatibleEmbedding(KbEmbedding):
         return self._get_text_embeddings([query])[0]
 
     def _get_text_embeddings(self, texts: list[str]) -> list[list[float]]:
+        try:
+            raw = self._openai().embeddings.with_raw_response.create(
+                model=self.model_name, input=texts
+            )
+        except Exception as err:
+            self._translate(err)
+        try:
+            response = raw.parse()  # JSON, and base64 vectors decoded
+        except Exception as err:  # the body is not an embeddings response, whatever it is
+            self._malformed("its body is not an embeddings response", err)
+        return self._vectors(response, len(texts))
+
+    def _vectors(self, response: Any, expected: int) -> list[list[float]]:
+        """The response's vectors in input order, after checking their number, size and values."""
+        rows = getattr(response, "data", None)
+        if not isinstance(rows, list) or not all(
+            isinstance(getattr(row, "index", None), int) for row in rows
+        ):
+            self._malformed("no list of indexed vectors")
+        if len(rows) != expected:
+            self._malformed(f"{len(rows)} vectors for {expected} texts")
+        if {row.index for row in rows} != set(range(expected)):
+            self._malformed(f"vector indexes other than 0 to {expected - 1}")
+        vectors: list[list[float]] = []
+        for row in sorted(rows, key=lambda item: item.index):
+            values = getattr(row, "embedding", None)
+            if not isinstance(values, list) or not all(
+                isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
+                for x in values
+            ):
+                self._malformed("a vector that is not a list of numbers")
+            vectors.append([float(x) for x in values])
+        sizes = {len(v) for v in vectors}
+        want = self.dim or next(iter(sizes), 0)
+        if sizes != {want} or not want:
+            got = ", ".join(str(s) for s in sorted(sizes))
+            raise ProviderError(
+                f"the embedding endpoint at {self.base_url} sent vectors of size {got}, "
+                f"expected {want}",
+                hint=f"is [embedding].model = {self.model_name!r} the model this knowledge base "
+                "was built with? (see [embedding].dim)",
+            )
+        return vectors
+
+    def _malformed(self, what: str, err: Exception | None = None) -> NoReturn:
+        raise ProviderError(
+            f"the embedding endpoint at {self.base_url} sent a malformed response: {what}",
+            hint="is [embedding].base_url an OpenAI-compatible endpoint (usually ending in /v1)?",
+        ) from err
+
+    def _translate(self, err: Exception) -> NoReturn:
+        """The one place `openai` exceptions become `ProviderError`s. Order matters: subclasses first."""
         import openai
 
-        try:
-            response = self._openai().embeddings.create(model=self.model_name, input=texts)
-        except openai.AuthenticationError as err:
+        url = self.base_url
+        n = self.max_retries
+        tries = f"after {n} {'retry' if n == 1 else 'retries'}" if n else "with retries off"
+        causes = _causes(err)
+        if isinstance(err, openai.APITimeoutError) and "ConnectTimeout" not in causes:
             raise ProviderError(
-                f"embedding endpoint {self.base_url} refused the API key (401)",
-                hint="set KB_EMBEDDING__API_KEY in .env",
+                f"the embedding endpoint at {url} did not answer within {self.timeout:g} s ({tries})",
+                hint="is the server overloaded? raise [embedding].timeout, "
+                "or lower [embedding].batch_size",
             ) from err
-        except openai.APIConnectionError as err:
+        if isinstance(err, openai.APIConnectionError):
+            if causes & {"RemoteProtocolError", "ReadError"}:
+                raise ProviderError(
+                    f"the embedding endpoint at {url} closed the connection before its answer "
+                    f"was complete ({tries})",
+                    hint="try again, or check the server's log",
+                ) from err
+            waited = (
+                f" (no connection within {min(CONNECT_TIMEOUT, self.timeout):g} s)"
+                if "ConnectTimeout" in causes
+                else ""
+            )
             raise ProviderError(
-                f"cannot reach the embedding endpoint at {self.base_url}",
+                f"cannot reach the embedding endpoint at {url}{waited}",
                 hint="is the server running? see [embedding].base_url",
             ) from err
-        except openai.APIStatusError as err:
+        if isinstance(err, openai.AuthenticationError | openai.PermissionDeniedError):
             raise ProviderError(
-                f"embedding endpoint {self.base_url} answered HTTP {err.status_code}",
-                hint=f"check [embedding].model = {self.model_name!r}",
+                f"the embedding endpoint at {url} refused the API key ({err.status_code})",
+                hint="set KB_EMBEDDING__API_KEY in .env",
             ) from err
-        except openai.APIError as err:
-            raise ProviderError(f"embedding endpoint {self.base_url} failed: {err}") from err
-        rows = sorted(response.data, key=lambda item: item.index)
-        if len(rows) != len(texts):
+        if isinstance(err, openai.NotFoundError):
             raise ProviderError(
-                f"embedding endpoint {self.base_url} returned {len(rows)} vectors for {len(texts)} texts"
-            )
-        return [list(row.embedding) for row in rows]
+                f"the embedding endpoint at {url} has no model {self.model_name!r} (404)",
+                hint="check [embedding].model, and that [embedding].base_url ends in /v1",
+            ) from err
+        if isinstance(err, openai.RateLimitError):
+            wait = _retry_after(err.response)
+            if wait is not None and wait > MAX_RETRY_AFTER:  # the client does not wait that long
+                raise ProviderError(
+                    f"the embedding endpoint at {url} rate limited (429) "
+                    f"and asks to wait {wait:g} s",
+                    hint="try again later: your quota may be used up",
+                ) from err
+            raise ProviderError(
+                f"the embedding endpoint at {url} rate limited (429) {tries}",
+                hint="wait a minute and try again, or raise [embedding].max_retries "
+                "or lower [embedding].batch_size",
+            ) from err
+        if isinstance(err, openai.APIStatusError):
+            detail = self._scrub(_server_message(err.body))
+            status = err.status_code
+            raise ProviderError(
+                f"the embedding endpoint at {url} answered HTTP {status}"
+                + (f" {tries}" if status >= 500 else "")
+                + (f": {detail}" if detail else ""),
+                hint="the server is failing; try again later, or check its log"
+                if status >= 500
+                else f"check [embedding].model = {self.model_name!r} and the server's log",
+            ) from err
+        if isinstance(err, openai.APIResponseValidationError):
+            self._malformed("its body is not an embeddings response", err)
+        if isinstance(err, openai.APIError):
+            raise ProviderError(
+                f"the embedding endpoint at {url} failed: {self._scrub(err.message)}",
+                hint="try again, or check the server's log",
+            ) from err
+        raise err
+
+    def _scrub(self, text: str) -> str:
+        """One line, short, and never the key (a server may echo what it was sent)."""
+        line = " ".join(text.split())[:200]
+        return line.replace(self._api_key, "***") if self._api_key else line
+
+
+def _causes(err: BaseException) -> set[str]:
+    """The class names along an exception's chain of causes (httpx's or httpx2's alike)."""
+    names: set[str] = set()
+    seen: BaseException | None = err
+    while seen is not None and len(names) < 10:
+        names.add(type(seen).__name__)
+        seen = seen.__cause__ or seen.__context__
+    return names
+
+
+def _retry_after(response: Any) -> float | None:
+    """The wait in seconds a 429 asks for (retry-after-ms or Retry-After), if it names one."""
+    headers = getattr(response, "headers", None) or {}
+    for name, scale in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
+        try:
+            return float(headers[name]) / scale
+        except (KeyError, ValueError):
+            continue
+    return None
 
 
 class FastEmbedEmbedding(KbEmbedding):

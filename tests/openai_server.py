@@ -27,10 +27,16 @@ class FakeOpenAI:
     api_key: str | None = None  # when set, other keys get 401
     fail_status: int | None = None  # answer requests with this status...
     fail_times: int | None = None  # ...the first N of them, then behave (None: always)
+    fail_after: int = 0  # answer this many requests normally before the failures begin
     retry_after: str | None = None  # Retry-After header sent with failures
+    retry_after_ms: str | None = None  # retry-after-ms header (OpenAI's own) sent with failures
     delay: float = 0.0  # seconds to wait before answering
     cut_stream_after: int | None = None  # send N chunks of a stream, then drop the connection
     malformed: str | None = None  # chat: answer 200 with this body (in a stream: as the event data)
+    embeddings_body: str | None = None  # embeddings: answer 200 with this body
+    cut_body_after: int | None = None  # embeddings: send this many bytes of the body, then hang up
+    drop_vectors: int = 0  # embeddings: send this many vectors fewer than texts
+    vector_dim: int | None = None  # embeddings: send vectors of this size instead of `dim`
     default_reply: str = "This is the fake server's default answer."
     dim: int = 64
     replies: list[tuple[str, str | None]] = field(default_factory=list)
@@ -51,7 +57,19 @@ class FakeOpenAI:
     def _failing(self) -> bool:
         if not self.fail_status:
             return False
-        return self.fail_times is None or len(self.requests) <= self.fail_times
+        seen = len(self.requests) - self.fail_after
+        return seen > 0 and (self.fail_times is None or seen <= self.fail_times)
+
+    def embedded_texts(self) -> list[str]:
+        """Every text sent to /v1/embeddings, in order (failed requests included)."""
+        return [
+            text
+            for r in self.requests
+            if r["path"] == "/v1/embeddings"
+            for text in (
+                r["body"]["input"] if isinstance(r["body"]["input"], list) else [r["body"]["input"]]
+            )
+        ]
 
     def start(self) -> FakeOpenAI:
         state = self
@@ -78,6 +96,8 @@ class FakeOpenAI:
                 time.sleep(state.delay)
                 if state._failing():
                     headers = {"Retry-After": state.retry_after} if state.retry_after else {}
+                    if state.retry_after_ms:
+                        headers["retry-after-ms"] = state.retry_after_ms
                     assert state.fail_status is not None
                     return self._reply(
                         state.fail_status, {"error": {"message": "injected failure"}}, headers
@@ -91,15 +111,31 @@ class FakeOpenAI:
                 return self._reply(404, {"error": {"message": "not found"}})
 
             def _embeddings(self, body: dict[str, Any]) -> None:
+                if state.embeddings_body is not None:
+                    return self._send(200, state.embeddings_body.encode(), "application/json")
                 texts = body["input"] if isinstance(body["input"], list) else [body["input"]]
+                size = state.vector_dim if state.vector_dim is not None else state.dim
                 data = [
-                    {"object": "embedding", "index": i, "embedding": embedder.get_text_embedding(t)}
-                    for i, t in enumerate(texts)
+                    {
+                        "object": "embedding",
+                        "index": i,
+                        "embedding": embedder.get_text_embedding(t)[:size]
+                        + [0.0] * max(0, size - state.dim),
+                    }
+                    for i, t in enumerate(texts[: len(texts) - state.drop_vectors])
                 ]
                 usage = {"prompt_tokens": 1, "total_tokens": 1}
-                self._reply(
-                    200, {"object": "list", "data": data, "model": body["model"], "usage": usage}
-                )
+                payload = {"object": "list", "data": data, "model": body["model"], "usage": usage}
+                if state.cut_body_after is None:
+                    return self._reply(200, payload)
+                raw = json.dumps(payload).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(raw)))
+                self.end_headers()
+                self.wfile.write(raw[: state.cut_body_after])
+                self.wfile.flush()
+                self.close_connection = True
 
             def _chat(self, body: dict[str, Any]) -> None:
                 text, reasoning = (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -214,3 +215,91 @@ def test_dual_knowledge_base_answers_across_languages(
         ).sources
     assert "refunds.md" in {s.path for s in to_english}
     assert "部署.md" in {s.path for s in to_chinese}
+
+
+def test_the_client_gives_up_connecting_after_a_few_seconds_whatever_the_timeout() -> None:
+    slow = OpenAICompatibleEmbedding(model_name="m", base_url="http://127.0.0.1:9/v1", timeout=60)
+    assert (slow._openai().timeout.connect, slow._openai().timeout.read) == (3.0, 60.0)
+    quick = OpenAICompatibleEmbedding(model_name="m", base_url="http://127.0.0.1:9/v1", timeout=0.5)
+    assert quick._openai().timeout.connect == 0.5
+
+
+def test_a_server_that_accepts_no_connection_fails_at_the_connect_timeout() -> None:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)  # never accepted: once its queue is full, connections hang
+        port = listener.getsockname()[1]
+        queued = [socket.socket() for _ in range(4)]
+        for sock in queued:
+            sock.setblocking(False)
+            sock.connect_ex(("127.0.0.1", port))
+        try:
+            embedder = OpenAICompatibleEmbedding(
+                model_name="m", base_url=f"http://127.0.0.1:{port}/v1", timeout=0.2, max_retries=0
+            )
+            with pytest.raises(ProviderError, match=r"no connection within 0\.2 s") as caught:
+                embedder.get_text_embedding("x")
+        finally:
+            for sock in queued:
+                sock.close()
+    assert caught.value.hint == "is the server running? see [embedding].base_url"
+
+
+def test_a_rate_limit_within_max_retries_is_waited_out() -> None:
+    fake = FakeOpenAI(fail_status=429, fail_times=2, retry_after_ms="1").start()
+    try:
+        embedder = OpenAICompatibleEmbedding(model_name="m", base_url=fake.base_url, max_retries=2)
+        vectors = embedder.get_text_embedding_batch(["a", "b"])
+    finally:
+        fake.stop()
+    assert [len(v) for v in vectors] == [64, 64]
+    assert len(fake.requests) == 3
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (
+            '{"data": [{"index": 0, "embedding": [1.0]}, {"index": 0, "embedding": [1.0]}]}',
+            "vector indexes other than 0 to 1",
+        ),
+        (
+            '{"data": [{"index": 0, "embedding": [1.0]}, {"index": 1, "embedding": [1.0, 2.0]}]}',
+            "sent vectors of size 1, 2",
+        ),
+        (
+            '{"data": [{"index": 0, "embedding": [1.0]}, {"index": 1, "embedding": [null]}]}',
+            "not a list of numbers",
+        ),
+        (
+            '{"data": [{"index": 0, "embedding": []}, {"index": 1, "embedding": []}]}',
+            "sent vectors of size 0",
+        ),
+        (
+            '{"data": [{"index": "0", "embedding": [1.0]}, {"index": 1, "embedding": [1.0]}]}',
+            "no list of indexed vectors",
+        ),
+    ],
+)
+def test_vectors_are_checked_before_they_are_used(body: str, message: str) -> None:
+    fake = FakeOpenAI(embeddings_body=body).start()
+    try:
+        embedder = OpenAICompatibleEmbedding(model_name="m", base_url=fake.base_url)
+        with pytest.raises(ProviderError, match=re.escape(message)):
+            embedder.get_text_embedding_batch(["a", "b"])
+    finally:
+        fake.stop()
+
+
+def test_the_dimension_probe_fails_as_a_provider_error(
+    make_settings: Callable[..., Settings],
+) -> None:
+    fake = FakeOpenAI(embeddings_body="<html>It works!</html>").start()
+    try:
+        cfg = make_settings(embedding={"provider": "openai", "base_url": fake.base_url}).embedding
+        with pytest.raises(ProviderError, match="malformed response") as caught:
+            make_embedder(cfg)
+    finally:
+        fake.stop()
+    assert caught.value.hint is not None
+    assert "[embedding].base_url" in caught.value.hint
