@@ -311,7 +311,9 @@ class EdgeShardStore:
     def facet(self, key: str, conditions: Conditions | None = None) -> dict[Any, int]:
         """How many chunks carry each value of the indexed payload field `key`."""
         flt = _filter({**(conditions or {}), "kind": "chunk"})
-        response = self._shard.facet(qe.FacetRequest(key=key, limit=1000, exact=True, filter=flt))
+        # Counted through the field's index: 10x faster than exact=True at 200,000 chunks (13 vs
+        # 142 ms, benchmarks/scale.py). Counts may be approximate; every value present is listed.
+        response = self._shard.facet(qe.FacetRequest(key=key, limit=1000, exact=False, filter=flt))
         return {hit.value: int(hit.count) for hit in response.hits}
 
     def neighbours(self, doc_id: str, indices: Sequence[int]) -> list[Hit]:
