@@ -8,6 +8,7 @@ that root. Each file's chunks are written all at once, so a file is never partly
 
 from __future__ import annotations
 
+import errno
 import fnmatch
 import hashlib
 import os
@@ -257,7 +258,7 @@ def _scan(root: Path, settings: Settings, plan: _Plan) -> Iterator[_Candidate | 
 
     def on_error(err: OSError) -> None:
         where = Path(err.filename) if err.filename else root
-        plan.problems.append(_problem(_rel(where, root), err))
+        plan.problems.append(_problem(_printable(_rel(where, root)), err))
 
     for folder, dirs, files in os.walk(root, onerror=on_error):
         here = Path(folder)
@@ -308,7 +309,7 @@ class _GitIgnore:
         try:
             lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
         except OSError as err:
-            self.plan.problems.append(_problem(_rel(path, self.root), err))
+            self.plan.problems.append(_problem(_printable(_rel(path, self.root)), err))
             return
         self.specs[folder] = pathspec.GitIgnoreSpec.from_lines(lines)
         self._chains.clear()
@@ -338,6 +339,11 @@ def _candidate(path: Path, rel: str, root: Path, max_mb: float, plan: _Plan) -> 
     if kind is None:
         plan.ignored += 1
         return None
+    if _printable(str(path)) != str(path):
+        # A name in a legacy encoding (GBK from a Windows zip, ...): the index stores paths as
+        # UTF-8 text, so the file is reported with its bytes escaped and left for renaming.
+        plan.problems.append(FileProblem(_printable(rel), "file name is not valid UTF-8"))
+        return None
     try:
         info = path.stat()
     except FileNotFoundError:
@@ -345,7 +351,8 @@ def _candidate(path: Path, rel: str, root: Path, max_mb: float, plan: _Plan) -> 
         plan.problems.append(FileProblem(rel, reason))
         return None
     except OSError as err:
-        plan.problems.append(_problem(rel, err))
+        loop = err.errno == errno.ELOOP
+        plan.problems.append(FileProblem(rel, "symbolic link loop") if loop else _problem(rel, err))
         return None
     if not stat.S_ISREG(info.st_mode):
         plan.ignored += 1
@@ -362,6 +369,11 @@ def _candidate(path: Path, rel: str, root: Path, max_mb: float, plan: _Plan) -> 
         plan.ignored += 1
         return None
     return _Candidate(path.absolute(), rel, root, kind, info.st_size, info.st_mtime_ns)
+
+
+def _printable(name: str) -> str:
+    """A file name as UTF-8 text; bytes that are not UTF-8 appear as `\\xb1` escapes."""
+    return os.fsencode(name).decode("utf-8", errors="backslashreplace")
 
 
 def _sniff(path: Path) -> bool:

@@ -308,10 +308,16 @@ def _clean(text: str) -> str:
 
 def _load_pdf(data: bytes) -> LoadedText:
     import io
+    import logging
 
     from pypdf import PdfReader
     from pypdf.errors import PdfReadError
 
+    # pypdf logs what it repairs ("EOF marker not found"); with no handler configured Python
+    # prints that bare on stderr, a second line for one file. The reason kb reports is enough.
+    pypdf_log = logging.getLogger("pypdf")
+    if not pypdf_log.handlers:
+        pypdf_log.addHandler(logging.NullHandler())
     try:
         reader = PdfReader(io.BytesIO(data))
         if reader.is_encrypted and not reader.decrypt(""):
@@ -384,9 +390,14 @@ _HTML_BLOCKS = [
 
 
 def _load_html(markup: str) -> LoadedText:
+    import warnings
+
     from bs4 import BeautifulSoup
 
-    soup = BeautifulSoup(markup, "html.parser")
+    # bs4 warns ("looks like a URL", "XML parsed as HTML") on stderr: a second line for one file.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        soup = BeautifulSoup(markup, "html.parser")
     title = soup.title.get_text(" ", strip=True) if soup.title else ""
     for tag in soup.find_all(_HTML_DROP):
         tag.decompose()
