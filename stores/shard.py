@@ -67,6 +67,16 @@ class ChunkPoint:
 
 
 @dataclass(frozen=True)
+class StoredPoint:
+    """A point as stored: chunk or file record, with its vectors when asked for (to copy a store)."""
+
+    id: str
+    payload: dict[str, Any]
+    dense: list[float] | None = None
+    sparse: tuple[list[int], list[float]] | None = None
+
+
+@dataclass(frozen=True)
 class Hit:
     """A search result: chunk id, score and payload."""
 
@@ -226,6 +236,31 @@ class EdgeShardStore:
             if isinstance(vector, dict) and DENSE in vector:
                 out[str((record.payload or {}).get("chunk_hash"))] = list(vector[DENSE])
         return out
+
+    def points(self, kind: str | None = None, *, vectors: bool = False) -> Iterator[StoredPoint]:
+        """Every point (of `kind`, "chunk" or "file"), paged; with `vectors`, their vectors too."""
+        flt = _filter({"kind": kind}) if kind else None
+        for record in self._scroll(flt, True, with_vector=[DENSE, SPARSE] if vectors else False):
+            dense = sparse = None
+            stored = record.vector if isinstance(record.vector, dict) else {}
+            if DENSE in stored:
+                dense = list(stored[DENSE])
+            if SPARSE in stored:
+                sparse = (list(stored[SPARSE].indices), list(stored[SPARSE].values))
+            yield StoredPoint(str(record.id), record.payload or {}, dense, sparse)
+
+    def put_points(self, points: Sequence[StoredPoint]) -> None:
+        """Write points exactly as given (vectors included): how a knowledge base is copied."""
+        converted = []
+        for point in points:
+            vector: dict[str, Any] = {}
+            if point.dense is not None:
+                vector[DENSE] = list(point.dense)
+            if point.sparse is not None and point.sparse[0]:
+                vector[SPARSE] = qe.SparseVector(indices=point.sparse[0], values=point.sparse[1])
+            converted.append(qe.Point(id=point.id, vector=vector, payload=point.payload))
+        if converted:
+            self._write(qe.UpdateOperation.upsert_points(converted))
 
     def count(self, kind: str = "chunk") -> int:
         """How many chunk (or file) points there are."""
