@@ -11,7 +11,8 @@ from __future__ import annotations
 import bisect
 import itertools
 import re
-from collections.abc import Callable, Sequence
+from array import array
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from core.loaders import LoadedText
@@ -22,6 +23,7 @@ _FENCE = re.compile(r"^[ \t]{0,3}(`{3,}|~{3,})")
 _SOFT_BREAK = re.compile(r"[，、,：:）)\s]")
 
 TokenCounter = Callable[[str], int]
+SENTENCE_WINDOW = 1 << 18  # characters split into sentences at a time, so a huge file streams
 
 
 @dataclass(frozen=True)
@@ -60,14 +62,16 @@ def chunk_text(
         sections = _markdown_sections(text)
     else:
         sections = [_Section(0, len(text), ())]
-    line_starts = [0, *(i + 1 for i, ch in enumerate(text) if ch == "\n")]
+    line_starts = array("q", [0])
+    if loaded.has_lines:
+        line_starts.extend(m.end() for m in re.finditer("\n", text))
     chunks: list[Chunk] = []
     for section in sections:
-        body = text[section.start : section.end]
+        units: Iterable[Sentence]
         if loaded.kind == "code":
-            units = _lines(body, section.start)
+            units = _lines(text[section.start : section.end], section.start)
         else:
-            units = split_sentences(body, section.start)
+            units = _sentences(text, section.start, section.end)
         for start, end in _pack(text, units, count_tokens, chunk_size, chunk_overlap):
             lines: tuple[int | None, int | None] = (None, None)
             if loaded.has_lines:
@@ -119,6 +123,26 @@ def _markdown_sections(text: str) -> list[_Section]:
     return sections
 
 
+def _sentences(text: str, start: int, end: int) -> Iterator[Sentence]:
+    """`split_sentences` of `text[start:end]`, a window at a time: memory stays bounded by the
+    window, not the section (a 100 MB file may be one section, or one line).
+
+    The last sentence of a window may run past it, so the next window starts at that sentence;
+    a window holding one sentence only (no boundary in SENTENCE_WINDOW characters) is passed on
+    whole, to be cut at soft breaks like any over-long sentence.
+    """
+    cursor = start
+    while cursor < end:
+        limit = min(end, cursor + SENTENCE_WINDOW)
+        found = split_sentences(text[cursor:limit], cursor)
+        if limit == end or len(found) < 2:
+            yield from found
+            cursor = limit
+            continue
+        yield from found[:-1]
+        cursor = found[-1].start
+
+
 def _lines(body: str, offset: int) -> list[Sentence]:
     units: list[Sentence] = []
     cursor = 0
@@ -130,27 +154,31 @@ def _lines(body: str, offset: int) -> list[Sentence]:
     return units
 
 
-def _pack(
-    text: str,
-    units: Sequence[Sentence],
-    count_tokens: TokenCounter,
-    budget: int,
-    overlap: int,
-) -> list[tuple[int, int]]:
-    """Greedy packing of units into spans of at most `budget` tokens, repeating up to `overlap`."""
-    pieces: list[tuple[int, int, int]] = []  # (start, end, tokens)
+def _pieces(
+    text: str, units: Iterable[Sentence], count_tokens: TokenCounter, budget: int
+) -> Iterator[tuple[int, int, int]]:
+    """(start, end, tokens) of every unit, over-long ones cut to fit the budget."""
     for unit in units:
         tokens = count_tokens(unit.text)
         if tokens <= budget:
-            pieces.append((unit.start, unit.end, tokens))
+            yield (unit.start, unit.end, tokens)
         else:
-            pieces.extend(_split_long(text, unit.start, unit.end, count_tokens, budget))
-    spans: list[tuple[int, int]] = []
+            yield from _split_long(text, unit.start, unit.end, count_tokens, budget)
+
+
+def _pack(
+    text: str,
+    units: Iterable[Sentence],
+    count_tokens: TokenCounter,
+    budget: int,
+    overlap: int,
+) -> Iterator[tuple[int, int]]:
+    """Greedy packing of units into spans of at most `budget` tokens, repeating up to `overlap`."""
     current: list[tuple[int, int, int]] = []
     used = 0
-    for piece in pieces:
+    for piece in _pieces(text, units, count_tokens, budget):
         if current and used + piece[2] > budget:
-            spans.append((current[0][0], current[-1][1]))
+            yield (current[0][0], current[-1][1])
             carried: list[tuple[int, int, int]] = []
             carried_tokens = 0
             for previous in reversed(current):
@@ -164,8 +192,7 @@ def _pack(
         current.append(piece)
         used += piece[2]
     if current:
-        spans.append((current[0][0], current[-1][1]))
-    return spans
+        yield (current[0][0], current[-1][1])
 
 
 def _split_long(
