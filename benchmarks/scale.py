@@ -10,18 +10,21 @@ measured, not a model. Each phase runs in its own process:
 * ingest: `core.ingest.run_ingest` over the generated folder (read, chunk, embed, keyword vectors,
   store writes), exactly what `kb ingest` does minus the model; files, chunks, wall seconds, chunks/s,
   the time inside reading + chunking, the embedder and store writes, chunks/s per tenth of the run
-  (does writing slow down as the store grows?) and the process's peak resident memory (`ru_maxrss`).
+  (does writing slow down as the store grows?) and the process's peak resident memory (`ru_maxrss`;
+  on Linux also the peaks of its heap and of its mapped files, sampled from /proc every 0.2 s).
   With `--direct`, chunks go straight to `EdgeShardStore.replace_document` instead (same texts,
   same payload fields, no files, no LlamaIndex nodes);
 * reopen: a new process opens the knowledge base (`open_engine`) and answers one hybrid question
-  (`core.retrieve.retrieve`), `--reopens` times; open, first query and whole-process seconds,
-  min / median / max;
+  (`core.retrieve.retrieve`), `--reopens` times; open, first query (English and Chinese questions
+  apart: the first Chinese one loads jieba's dictionary) and whole-process seconds, min / median /
+  max. The whole-process figure leaves out the stand-in embedder's own start (LlamaIndex, numpy),
+  which kb's bundled embedders do not pay when answering;
 * query: one process answers `--questions` varied en and zh questions through `retrieve` (what
   `kb ask` calls) after a warm-up; p50 / p95 / max, the store calls per question and where their time
   goes; then dense-only, dense restricted to one language, and sparse-only searches straight on
   `EdgeShardStore` (100 candidates, as `retrieve` asks for); peak resident memory of the process.
 
-Run from the repository root::
+Run from the repository root (200,000 chunks take about 15 minutes on 2 cores)::
 
     python benchmarks/scale.py                                   # 200,000 chunks, temporary folder
     python benchmarks/scale.py --chunks 20000                    # a quick look
