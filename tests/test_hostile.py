@@ -268,3 +268,27 @@ def test_forget_a_file_with_brackets_and_a_folder_with_brackets(
     listed = CliRunner().invoke(app, ["sources", "--json"], env=env)
     paths = {f["path"] for f in json.loads(listed.stdout)["files"]}
     assert paths == set(GOOD) - {"[draft] (v2).md", "sub [x]/第二章 (copy).md"}
+
+
+def test_a_long_text_chunks_the_same_however_it_is_streamed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Sentences are split a window at a time (memory bounded on huge files); where windows end
+    never changes the chunks of text whose sentences are shorter than a window."""
+    import core.chunking
+    from core.loaders import LoadedText
+    from core.providers import approx_tokens
+
+    text = " ".join(f"Sentence {i} about 退款 {i % 7}。Item {i}; done!" for i in range(3000))
+    loaded = LoadedText(text, "text")
+
+    def chunks() -> list[tuple[int, int, str]]:
+        found = core.chunking.chunk_text(
+            loaded, count_tokens=approx_tokens, chunk_size=128, chunk_overlap=16
+        )
+        return [(c.start, c.end, c.text) for c in found]
+
+    whole = chunks()
+    monkeypatch.setattr(core.chunking, "SENTENCE_WINDOW", 200)
+    assert chunks() == whole
+    assert len(text) > 100 * 200
