@@ -88,6 +88,7 @@ def _register() -> None:
     app.command("eval")(reports_errors(evaluate.eval_command))
     app.command("sources")(reports_errors(manage.sources_command))
     app.command("forget")(reports_errors(manage.forget_command))
+    app.command("migrate")(reports_errors(manage.migrate_command))
     app.command("config")(reports_errors(manage.config_command))
 
 

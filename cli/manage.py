@@ -1,4 +1,4 @@
-"""`kb sources`, `kb forget PATH...` and `kb config`."""
+"""`kb sources`, `kb forget PATH...`, `kb migrate --to URL` and `kb config`."""
 
 from __future__ import annotations
 
@@ -46,6 +46,58 @@ def forget_command(
     with open_engine(settings, purpose="manage") as engine:
         report = forget(paths, engine)
     Output(as_json=as_json).forgot(report)
+
+
+def migrate_command(
+    to: Annotated[
+        str | None,
+        typer.Option(
+            "--to",
+            help="Qdrant server URL, e.g. http://localhost:6333 (default: [store].url).",
+            metavar="URL",
+            show_default=False,
+        ),
+    ] = None,
+    collection: Annotated[
+        str | None,
+        typer.Option(
+            "--collection",
+            help="Collection to create (default: [store].collection, else kb_NAME).",
+            metavar="NAME",
+            show_default=False,
+        ),
+    ] = None,
+    shards: Annotated[
+        int | None,
+        typer.Option(
+            "--shards", help="Shards of the new collection (default: [store].shards).", min=1
+        ),
+    ] = None,
+    replicas: Annotated[
+        int | None,
+        typer.Option("--replicas", help="Copies of each shard (default: [store].replicas).", min=1),
+    ] = None,
+    replace: Annotated[
+        bool, typer.Option("--replace", help="Replace a collection that already holds files.")
+    ] = False,
+    config: ConfigOpt = None,
+    kb: KbOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Copy the embedded knowledge base to a Qdrant server, vectors included (nothing is re-embedded).
+
+    The API key comes from KB_STORE__API_KEY. Afterwards set [store] backend = "qdrant" and url.
+    Example: kb migrate --to http://localhost:6333 --shards 2
+    """
+    from cli.output import Output
+    from core.manage import migrate
+
+    store = {"shards": shards, "replicas": replicas}
+    settings = load(config, kb, store=store).settings
+    report = migrate(
+        settings, to or settings.store.url, collection=collection or "", replace=replace
+    )
+    Output(as_json=as_json).migrated(report)
 
 
 def config_command(config: ConfigOpt = None, kb: KbOpt = None, as_json: JsonOpt = False) -> None:

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from core.chat import Turn
     from core.errors import KbError
     from core.evaluate import Comparison, EvalReport
-    from core.results import Answer, ForgetReport, IngestReport, Source, SourceFile
+    from core.results import Answer, ForgetReport, IngestReport, MigrateReport, Source, SourceFile
     from core.retrieve import Retrieval
 
 
@@ -141,6 +141,25 @@ class Output:
             self.write(f"forgot\t{path}")
         if self.fancy:
             self.err.print(f"removed {len(report.removed)} files, {report.chunks_removed} chunks")
+
+    def migrated(self, report: MigrateReport) -> None:
+        """What `kb migrate` copied."""
+        if self.as_json:
+            self.json(asdict(report))
+            return
+        self.write(
+            f"copied {report.files} files, {report.chunks} chunks to collection "
+            f"{report.collection} at {report.url} in {report.seconds:.1f} s"
+        )
+        if self.fancy:
+            self.err.print(
+                f'use it: set [store] backend = "qdrant", url = "{report.url}"'
+                + (
+                    f', collection = "{report.collection}"'
+                    if report.collection != f"kb_{report.kb}"
+                    else ""
+                )
+            )
 
     # -- ask ----------------------------------------------------------------------------------
 

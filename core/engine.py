@@ -7,7 +7,7 @@ look up (an unchanged re-ingest, `kb sources`, `kb forget`) never load a model o
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
@@ -15,16 +15,26 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from core.config import Settings
-from core.errors import ConfigError, NoKnowledgeBase, StoreBusy, StoreMismatch
+from core.errors import ConfigError, NoKnowledgeBase, ProviderError, StoreBusy, StoreMismatch
 from core.models import known_identity
 from core.text import ANALYZER_VERSION, sparse_document, sparse_query
-from stores.shard import CollectionMismatch, EdgeShardStore, StoreLocked, StoreMissing, hold_lock
+from stores.shard import (
+    CollectionMismatch,
+    EdgeShardStore,
+    StoreLocked,
+    StoreMissing,
+    StoreUnavailable,
+    hold_lock,
+)
 
 if TYPE_CHECKING:
     from llama_index.core.llms import LLM
 
     from core.providers import KbEmbedding, Reranker
-    from stores.edge import EdgeVectorStore
+    from stores.qdrant import QdrantStore
+    from stores.vector_store import KbVectorStore
+
+    Store = EdgeShardStore | QdrantStore
 
 FORMAT_VERSION = 1
 CHUNKER_VERSION = "sections-sentences-v1"  # bump when chunk boundaries or embedded text change
@@ -37,7 +47,7 @@ class Engine:
 
     settings: Settings
     kb_dir: Path
-    shard: EdgeShardStore
+    shard: Store  # the embedded shard, or a collection of a Qdrant server
     given_embedder: KbEmbedding | None = None
     given_llm: LLM | None = None
 
@@ -85,11 +95,11 @@ class Engine:
         return list(self.embedder.get_query_embedding(text))
 
     @cached_property
-    def store(self) -> EdgeVectorStore:
+    def store(self) -> KbVectorStore:
         """The shard behind LlamaIndex's vector-store API."""
-        from stores.edge import EdgeVectorStore
+        from stores.vector_store import KbVectorStore
 
-        return EdgeVectorStore.over(self.shard)
+        return KbVectorStore.over(self.shard)
 
 
 def collection_meta(
@@ -138,29 +148,81 @@ def open_engine(
             identity = (embedder.fingerprint, embedder.dim)
         meta = collection_meta(settings, identity, purpose)
     if rebuild:
-        _remove_store(kb_dir, wait_seconds)
+        _remove_store(settings, wait_seconds)
+    shard = open_store(settings, meta, create=purpose == "write", wait_seconds=wait_seconds)
     try:
-        shard = EdgeShardStore.open(
-            kb_dir,
-            meta=meta,
+        yield Engine(settings, kb_dir, shard, embedder, llm)
+    except StoreUnavailable as err:
+        raise _unavailable(settings, err) from err
+    finally:
+        shard.close()
+
+
+def open_store(
+    settings: Settings,
+    meta: Mapping[str, object],
+    *,
+    create: bool,
+    wait_seconds: float = 0.0,
+    url: str = "",
+    collection: str = "",
+) -> Store:
+    """The selected knowledge base's store (embedded, or with `url` or `[store] backend = "qdrant"`
+    a server's collection); `meta` is checked against what it was built with, or recorded on creation.
+    Store failures become kb errors with hints."""
+    server = bool(url) or settings.store.backend == "qdrant"
+    where = url or settings.store.url
+    try:
+        if server:
+            from stores.qdrant import QdrantStore
+
+            if not where:
+                raise ConfigError(
+                    '[store] backend = "qdrant" needs a server url',
+                    hint="set [store].url, e.g. http://localhost:6333",
+                )
+            key = settings.store.api_key
+            return QdrantStore.open(
+                where,
+                collection or collection_name(settings),
+                meta=dict(meta),
+                sparse_doc_fn=sparse_document,
+                sparse_query_fn=sparse_query,
+                create=create,
+                api_key=key.get_secret_value() if key is not None else None,
+                timeout=settings.store.timeout,
+                shards=settings.store.shards,
+                replicas=settings.store.replicas,
+            )
+        return EdgeShardStore.open(
+            settings.kb_dir(),
+            meta=dict(meta),
             sparse_doc_fn=sparse_document,
             sparse_query_fn=sparse_query,
-            create=purpose == "write",
+            create=create,
             wait_seconds=wait_seconds,
         )
     except StoreMissing as err:
+        place = (
+            f"collection {collection or collection_name(settings)} at {where}"
+            if server
+            else str(settings.kb_dir())
+        )
         raise NoKnowledgeBase(
-            f"no knowledge base '{settings.kb.name}' yet ({kb_dir})",
-            hint="run `kb ingest PATH` first",
+            f"no knowledge base '{settings.kb.name}' yet ({place})",
+            hint="run `kb ingest PATH` first" + (", or `kb migrate --to URL`" if server else ""),
         ) from err
     except StoreLocked as err:
         raise StoreBusy(
             f"knowledge base '{settings.kb.name}' is busy: another kb process is using it",
             hint="wait for it to finish, then try again",
         ) from err
+    except StoreUnavailable as err:
+        raise _unavailable(settings, err, where) from err
     except OSError as err:
         raise ConfigError(
-            f"cannot use {kb_dir} for knowledge base '{settings.kb.name}': {err.strerror or err}",
+            f"cannot use {settings.kb_dir()} for knowledge base '{settings.kb.name}': "
+            f"{err.strerror or err}",
             hint="check [kb].home and [store].path",
         ) from err
     except CollectionMismatch as err:
@@ -168,14 +230,50 @@ def open_engine(
             f"knowledge base '{settings.kb.name}' was built with other settings ({err})",
             hint="rebuild it with `kb ingest --rebuild PATH`, or restore the settings it was built with",
         ) from err
+
+
+def collection_name(settings: Settings) -> str:
+    """The server collection of the selected knowledge base: `[store] collection`, else kb_<name>."""
+    return settings.store.collection or f"kb_{settings.kb.name}"
+
+
+def knowledge_base_exists(settings: Settings) -> bool:
+    """Whether the selected knowledge base has been created (a server is asked)."""
+    if settings.store.backend != "qdrant":
+        return (settings.kb_dir() / "collection.json").exists()
     try:
-        yield Engine(settings, kb_dir, shard, embedder, llm)
-    finally:
-        shard.close()
+        open_store(settings, {}, create=False).close()
+    except NoKnowledgeBase:
+        return False
+    return True
 
 
-def _remove_store(kb_dir: Path, wait_seconds: float) -> None:
-    """Delete a knowledge base's shard and record (under its lock), keeping the folder."""
+def _unavailable(settings: Settings, err: StoreUnavailable, url: str = "") -> ProviderError:
+    return ProviderError(
+        f"Qdrant server at {url or settings.store.url} failed: {err}",
+        hint="is the server running? check [store].url and KB_STORE__API_KEY",
+    )
+
+
+def drop_server_collection(settings: Settings, url: str, collection: str) -> None:
+    """Delete a knowledge base's collection on a Qdrant server (a rebuild, a replacing copy)."""
+    from stores.qdrant import drop_collection
+
+    key = settings.store.api_key
+    try:
+        drop_collection(
+            url, collection, settings.store.timeout, key.get_secret_value() if key else None
+        )
+    except StoreUnavailable as err:
+        raise _unavailable(settings, err, url) from err
+
+
+def _remove_store(settings: Settings, wait_seconds: float) -> None:
+    """Delete a knowledge base's points and record (under its lock), keeping its folder."""
+    if settings.store.backend == "qdrant":
+        drop_server_collection(settings, settings.store.url, collection_name(settings))
+        return
+    kb_dir = settings.kb_dir()
     if not (kb_dir / "collection.json").exists():
         return
     try:

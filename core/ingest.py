@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from core.cache import EmbeddingCache, text_hash
 from core.chunking import chunk_text
 from core.config import Settings, kb_home
-from core.engine import Engine, open_engine
+from core.engine import Engine, knowledge_base_exists, open_engine
 from core.errors import ConfigError
 from core.loaders import SNIFF_BYTES, NotText, UnreadableFile, kind_of, load, looks_like_text
 from core.results import FileProblem, IngestProgress, IngestReport, RenamedFile
@@ -105,7 +105,7 @@ def run_ingest(
     if dry_run and rebuild:
         raise ConfigError("--dry-run and --rebuild cannot be combined", hint="drop one of them")
     roots = resolve_roots(paths)  # a missing path is a usage error before anything is opened
-    if dry_run and not (settings.kb_dir() / "collection.json").exists():
+    if dry_run and not knowledge_base_exists(settings):
         return _report(_make_plan(roots, {}, settings), roots, settings, dry_run=True)
     with open_engine(settings, purpose="write", rebuild=rebuild, embedder=embedder) as engine:
         cache = None

@@ -81,6 +81,19 @@ class ForgetReport:
 
 
 @dataclass(frozen=True)
+class MigrateReport:
+    """What `kb migrate` copied, and where to."""
+
+    kb: str
+    source: str
+    url: str
+    collection: str
+    files: int
+    chunks: int
+    seconds: float
+
+
+@dataclass(frozen=True)
 class Source:
     """A retrieved chunk, cited as [n] in an answer."""
 

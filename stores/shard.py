@@ -44,6 +44,10 @@ class StoreMissing(Exception):
     """No knowledge base exists at the path."""
 
 
+class StoreUnavailable(Exception):
+    """A store server could not be reached or refused a request (the server backend only)."""
+
+
 class CollectionMismatch(Exception):
     """The knowledge base was built with other settings; `differences` names them."""
 

@@ -1,11 +1,12 @@
-"""The embedded default store behind LlamaIndex's vector-store API: a thin adapter over `EdgeShardStore`
-(Qdrant Edge, Qdrant's engine in-process). Dense, sparse and hybrid queries are fused in the engine.
+"""A knowledge base behind LlamaIndex's vector-store API: a thin adapter over either store, the
+embedded `EdgeShardStore` (Qdrant Edge, Qdrant's engine in-process) or a Qdrant server's collection
+(`QdrantStore`). Dense, sparse and hybrid queries are fused in the engine.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from llama_index.core.schema import BaseNode, MetadataMode, TextNode
 from llama_index.core.vector_stores.types import (
@@ -22,6 +23,9 @@ from pydantic import PrivateAttr
 
 from stores.shard import ChunkPoint, Conditions, EdgeShardStore
 
+if TYPE_CHECKING:
+    from stores.qdrant import QdrantStore
+
 _MODES = {
     VectorStoreQueryMode.DEFAULT: "dense",
     VectorStoreQueryMode.SPARSE: "sparse",
@@ -29,17 +33,17 @@ _MODES = {
 }
 
 
-class EdgeVectorStore(BasePydanticVectorStore):
-    """Qdrant Edge as a LlamaIndex vector store."""
+class KbVectorStore(BasePydanticVectorStore):
+    """A knowledge base's store (embedded or server) as a LlamaIndex vector store."""
 
     stores_text: bool = True
     is_embedding_query: bool = True
     rrf_k: int = 60
 
-    _shard: EdgeShardStore = PrivateAttr()
+    _shard: EdgeShardStore | QdrantStore = PrivateAttr()
 
     @classmethod
-    def over(cls, shard: EdgeShardStore) -> EdgeVectorStore:
+    def over(cls, shard: EdgeShardStore | QdrantStore) -> KbVectorStore:
         """The LlamaIndex face of an open shard."""
         store = cls()
         store._shard = shard
@@ -47,7 +51,7 @@ class EdgeVectorStore(BasePydanticVectorStore):
 
     @property
     def client(self) -> Any:
-        """The `EdgeShardStore` underneath."""
+        """The store underneath."""
         return self._shard
 
     def add(self, nodes: Sequence[BaseNode], **add_kwargs: Any) -> list[str]:
