@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from cli.output import Output
     from core.chat import ChatSession, ChatStore
     from core.config import Settings
+    from core.errors import KbError
 
 HELP = """\
 Ask anything; follow-up questions are rewritten to stand on their own.
@@ -79,6 +80,11 @@ def chat_command(
             loop.scripted(sys.stdin)
     finally:
         store.close()
+    if loop.failed is not None:
+        # A script learns that a turn failed (busy, endpoint down, ...) from the exit code.
+        from cli.app import exit_code_for
+
+        raise typer.Exit(exit_code_for(loop.failed))
 
 
 class ChatLoop:
@@ -100,6 +106,7 @@ class ChatLoop:
         self.out = out
         self.verbose = verbose
         self.thinking = thinking
+        self.failed: KbError | None = None  # the last failed turn of a scripted session
 
     # -- the two front ends ------------------------------------------------------------------
 
@@ -136,7 +143,8 @@ class ChatLoop:
                 return
 
     def scripted(self, lines: Any) -> None:
-        """One question (or slash command) per input line, answers in order."""
+        """One question (or slash command) per input line, answers in order. A failed turn is
+        reported and the session goes on; the exit code then says so."""
         for line in lines:
             if not self.handle(line.rstrip("\n")):
                 return
@@ -173,6 +181,7 @@ class ChatLoop:
                 stream.finish(turn.answer)
         except KbError as err:
             self.out.turn_error(question, err)
+            self.failed = err
             return
         except KeyboardInterrupt:
             self.out.note("(cancelled)")

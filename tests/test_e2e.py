@@ -154,7 +154,8 @@ def test_ask_piped_into_head_ends_quietly(home: Path) -> None:
 
 
 def test_busy_knowledge_base_is_refused_at_once_while_ingest_runs(tmp_path: Path) -> None:
-    """A question or a second ingest during an ingest fails at once (exit 3, "busy"), never waits."""
+    """A question (ask, chat, eval) or a second ingest during an ingest fails at once (exit 3,
+    "busy"), never waits."""
     import time
 
     docs = tmp_path / "docs"
@@ -164,6 +165,8 @@ def test_busy_knowledge_base_is_refused_at_once_while_ingest_runs(tmp_path: Path
             f"# Note {i}\n"
             + " ".join(f"Sentence {j} of note {i} about topic {i * j}." for j in range(40))
         )
+    questions = tmp_path / "questions.jsonl"
+    questions.write_text('{"question": "topic?", "sources": ["note-1.md"]}\n')
     home = tmp_path / "home"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("KB_", "OPENAI_"))}
     env["KB_KB__HOME"] = str(home)
@@ -179,15 +182,19 @@ def test_busy_knowledge_base_is_refused_at_once_while_ingest_runs(tmp_path: Path
         while not (home / "default" / "collection.json").exists() and time.monotonic() < deadline:
             time.sleep(0.05)  # the store exists (and is locked) once the first ingest is writing
         ask = _run(["ask", "topic?"], home)
+        chat = _run(["chat", "--json"], home, input="topic?\n")
+        evaluate = _run(["eval", str(questions)], home)
         second = _run(["ingest", str(docs)], home)
         still_running = first.poll() is None
         out, err = first.communicate(timeout=300)
     finally:
         first.kill()
     assert still_running, "the first ingest ended before the others were tried: make it longer"
-    for refused in (ask, second):
+    for refused in (ask, evaluate, second):
         assert refused.returncode == 3, refused.stderr
         assert "busy" in refused.stderr
         assert refused.stdout == ""
+    assert chat.returncode == 3, chat.stderr  # the turn failed at once; the session went on
+    assert "busy" in json.loads(chat.stdout)["error"]
     assert first.returncode == 0, err
     assert len(json.loads(out)["added"]) == 20  # the refused processes changed nothing
