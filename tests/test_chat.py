@@ -181,7 +181,7 @@ def test_endpoint_down_mid_session_prints_one_line_and_goes_on(
     llm_env.fail_times = 1
     llm_env.reply("Port 8743 [1].")
     result = runner.invoke(app, ["chat"], input=f"{PORT_Q}\n{PORT_Q}\n")
-    assert result.exit_code == 0
+    assert result.exit_code == 3  # a turn failed: the script is told, after the session went on
     assert result.stderr.count("error:") == 1
     assert "Port 8743 [1]." in result.stdout
 
