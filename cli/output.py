@@ -4,7 +4,6 @@ progress, warnings and errors on stderr."""
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -524,8 +523,3 @@ def _locator(page: int | None, line_start: int | None, line_end: int | None) -> 
             else f" L{line_start}"
         )
     return ""
-
-
-def stdin_is_terminal() -> bool:
-    """Whether stdin is an interactive terminal."""
-    return sys.stdin.isatty()

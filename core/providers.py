@@ -25,7 +25,6 @@ from core.llm import CONNECT_TIMEOUT, NO_KEY, _server_message
 from core.models import DUAL, E5, FASTEMBED_MODEL, OPENAI_MODEL, OPENAI_URL, USE, openai_fingerprint
 
 _APPROX_TOKEN = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]|[^\W_]+|[^\w\s]", re.UNICODE)
-MAX_E5_TOKENS = 512
 MAX_RETRY_AFTER = 120.0  # seconds; the openai client does not wait for a longer Retry-After
 
 

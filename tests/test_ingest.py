@@ -32,10 +32,8 @@ SECTIONS = {
 
 def _chunks_by_file(engine: Engine) -> dict[str, int]:
     counts: dict[str, int] = {}
-    for record in engine.shard._scroll(None, True):  # every point, records included
-        payload = record.payload or {}
-        if payload.get("kind") == "chunk":
-            counts[payload["path"]] = counts.get(payload["path"], 0) + 1
+    for point in engine.shard.points("chunk"):
+        counts[point.payload["path"]] = counts.get(point.payload["path"], 0) + 1
     return counts
 
 
