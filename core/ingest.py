@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from core.cache import EmbeddingCache, text_hash
-from core.chunking import chunk_text
+from core.chunking import Chunk, chunk_text
 from core.config import Settings, kb_home
 from core.engine import Engine, knowledge_base_exists, open_engine
 from core.errors import ConfigError
@@ -38,6 +38,8 @@ if TYPE_CHECKING:
 CHUNK_NAMESPACE = uuid.UUID("0b7d7f8e-61a4-4f7e-8d7e-3f1c2f0e9b21")
 CONTEXT_TOKENS = 48  # reserved for the title/heading line embedded in front of each chunk
 EMBED_WINDOW = 64  # new chunks embedded between file commits
+LARGE_FILE_CHUNKS = 512  # a file of more chunks is written in windows, staged (bounded memory)
+LARGE_WINDOW = 256  # chunks of a large file built, embedded and written at a time
 VCS_DIRS = frozenset({".git", ".hg", ".svn", ".bzr", ".jj"})  # never indexed, even with --hidden
 
 ProgressFn = Callable[[IngestProgress], None]
@@ -139,6 +141,7 @@ def ingest(
     progress = _Progress(
         on_progress, files_total=len(plan.added) + len(plan.changed) + len(plan.renamed)
     )
+    engine.shard.drop_staged()  # the unfinished large file of a killed run, if any
     for record in plan.deleted:
         engine.shard.delete_document(str(record["doc_id"]))
     for candidate in plan.touched:
@@ -492,7 +495,7 @@ def _write_changes(
         progress.emit("read", candidate.rel_path)
         bytes_read += candidate.size
         try:
-            item = _prepare(candidate, digest, engine)
+            read = _read(candidate, digest, engine)
         except (UnreadableFile, OSError) as err:
             reason = str(err) if isinstance(err, UnreadableFile) else _problem("", err).reason
             problems.append(FileProblem(candidate.rel_path, reason))
@@ -501,6 +504,25 @@ def _write_changes(
         except NotText:
             progress.files_done += 1
             continue
+        if len(read.chunks) > LARGE_FILE_CHUNKS:
+            stats["embedded"] += _embed(pending, engine, cache, progress)
+            stats["written"] += _commit(pending, engine, progress, written)
+            pending = []
+            chunks_seen += len(read.chunks)
+            progress.chunks_total = round(chunks_seen * total_bytes / max(bytes_read, 1))
+            for key, value in _write_large(read, reuse_from, engine, cache, progress).items():
+                stats[key] += value
+            written.add(str(candidate.abs_path))
+            continue
+        nodes = _nodes(read, 0, len(read.chunks), engine)
+        item = _Prepared(
+            candidate,
+            read.file_hash,
+            nodes,
+            list(range(len(nodes))),
+            read.language,
+            read.display_title,
+        )
         stats["reused"] += _fill_known_vectors(item, engine, cache, reuse_from)
         chunks_seen += len(item.missing)
         progress.chunks_total = round(chunks_seen * total_bytes / max(bytes_read, 1))
@@ -515,33 +537,69 @@ def _write_changes(
     return stats, written
 
 
-def _prepare(candidate: _Candidate, digest: str | None, engine: Engine) -> _Prepared:
-    from llama_index.core.schema import MetadataMode, NodeRelationship, RelatedNodeInfo, TextNode
+@dataclass
+class _Read:
+    """A file read and chunked, before any node is built (a large file's nodes come in windows)."""
 
-    embedder = engine.embedder
+    candidate: _Candidate
+    file_hash: str
+    kind: str
+    title: str  # the loaded title, embedded in front of each chunk ("" if none)
+    display_title: str
+    language: str
+    chunks: list[Chunk]
+
+
+def _read(candidate: _Candidate, digest: str | None, engine: Engine) -> _Read:
     data = candidate.abs_path.read_bytes()
     file_hash = digest or hashlib.blake2b(data, digest_size=16).hexdigest()
     loaded = load(candidate.abs_path, candidate.kind, data)
+    del data
     cfg = engine.settings.ingest
     chunks = chunk_text(
         loaded,
-        count_tokens=embedder.count_tokens,
+        count_tokens=engine.embedder.count_tokens,
         chunk_size=cfg.chunk_size - CONTEXT_TOKENS,
         chunk_overlap=cfg.chunk_overlap,
     )
     if not chunks:
         raise UnreadableFile("no text in file")
+    return _Read(
+        candidate,
+        file_hash,
+        loaded.kind,
+        loaded.title,
+        loaded.title or candidate.abs_path.name,  # for display; embeddings see loaded.title
+        detect_language(loaded.text[:20000]),
+        chunks,
+    )
+
+
+def _prepare(candidate: _Candidate, digest: str | None, engine: Engine) -> _Prepared:
+    read = _read(candidate, digest, engine)
+    nodes = _nodes(read, 0, len(read.chunks), engine)
+    return _Prepared(
+        candidate, read.file_hash, nodes, list(range(len(nodes))), read.language, read.display_title
+    )
+
+
+def _nodes(read: _Read, start: int, stop: int, engine: Engine) -> list[TextNode]:
+    """The nodes of chunks `start` to `stop` of a file, with their ids, metadata and hashes."""
+    from llama_index.core.schema import MetadataMode, NodeRelationship, RelatedNodeInfo, TextNode
+
+    count = engine.embedder.count_tokens
+    candidate = read.candidate
     doc_id = str(candidate.abs_path)
-    title = loaded.title or candidate.abs_path.name  # for display; embeddings see loaded.title
     nodes: list[TextNode] = []
-    for index, chunk in enumerate(chunks):
-        context = _context_line(loaded.title, chunk.heading_path, embedder.count_tokens)
+    for index in range(start, stop):
+        chunk = read.chunks[index]
+        context = _context_line(read.title, chunk.heading_path, count)
         metadata: dict[str, Any] = {
             "path": candidate.rel_path,
             "abs_path": doc_id,
             "root": str(candidate.root),
-            "file_type": loaded.kind,
-            "title": title,
+            "file_type": read.kind,
+            "title": read.display_title,
             "headings": list(chunk.heading_path),
             "page": chunk.page,
             "line_start": chunk.line_start,
@@ -549,12 +607,12 @@ def _prepare(candidate: _Candidate, digest: str | None, engine: Engine) -> _Prep
             "start_char": chunk.start,
             "end_char": chunk.end,
             "chunk_index": index,
-            "file_hash": file_hash,
+            "file_hash": read.file_hash,
             "lang": detect_language(chunk.text),
             "context": context,
         }
         node = TextNode(
-            id_=str(uuid.uuid5(CHUNK_NAMESPACE, f"{doc_id}\n{file_hash}\n{index}")),
+            id_=str(uuid.uuid5(CHUNK_NAMESPACE, f"{doc_id}\n{read.file_hash}\n{index}")),
             text=chunk.text,
             metadata=metadata,
             excluded_embed_metadata_keys=[k for k in metadata if k != "context"],
@@ -567,8 +625,7 @@ def _prepare(candidate: _Candidate, digest: str | None, engine: Engine) -> _Prep
         node.excluded_embed_metadata_keys.append("chunk_hash")
         node.excluded_llm_metadata_keys.append("chunk_hash")
         nodes.append(node)
-    language = detect_language(loaded.text[:20000])
-    return _Prepared(candidate, file_hash, nodes, list(range(len(nodes))), language, title)
+    return nodes
 
 
 def _context_line(title: str, headings: Sequence[str], count: Callable[[str], int]) -> str:
@@ -638,6 +695,57 @@ def _embed(
     return len(hashes)
 
 
+def _write_large(
+    read: _Read,
+    reuse_from: str | None,
+    engine: Engine,
+    cache: EmbeddingCache | None,
+    progress: _Progress,
+) -> dict[str, int]:
+    """A file of many chunks, embedded and written LARGE_WINDOW chunks at a time as a staged
+    version, then made visible in one step: memory stays bounded and the file is still never seen
+    half-written. Known vectors come from the cache (a whole document's old vectors could be as big
+    as the file)."""
+    doc_id = str(read.candidate.abs_path)
+    engine.shard.drop_staged(doc_id)  # what a killed run left of this file
+    stats = {"written": 0, "embedded": 0, "reused": 0}
+    for start in range(0, len(read.chunks), LARGE_WINDOW):
+        nodes = _nodes(read, start, min(start + LARGE_WINDOW, len(read.chunks)), engine)
+        item = _Prepared(
+            read.candidate, read.file_hash, nodes, [], read.language, read.display_title
+        )
+        stats["reused"] += _fill_known_vectors(item, engine, cache, None)
+        stats["embedded"] += _embed([(item, None)], engine, cache, progress)
+        engine.store.stage(doc_id, nodes)
+        stats["written"] += len(nodes)
+        progress.emit("write", read.candidate.rel_path)
+    record = _record(read.candidate, read.file_hash, read.kind, read.display_title, read.language)
+    engine.store.commit_staged(doc_id, {**record, "chunks": len(read.chunks)})
+    if reuse_from is not None and reuse_from != doc_id:
+        engine.shard.delete_document(reuse_from)
+    progress.files_done += 1
+    progress.emit("write", read.candidate.rel_path)
+    return stats
+
+
+def _record(
+    candidate: _Candidate, file_hash: str, kind: str, title: str, language: str
+) -> dict[str, Any]:
+    """A file's record, without its chunk count."""
+    return {
+        "path": candidate.rel_path,
+        "abs_path": str(candidate.abs_path),
+        "root": str(candidate.root),
+        "file_type": kind,
+        "title": title,
+        "lang": language,
+        "file_hash": file_hash,
+        "size": candidate.size,
+        "mtime_ns": candidate.mtime_ns,
+        "indexed_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+
+
 def _commit(
     batch: list[tuple[_Prepared, str | None]],
     engine: Engine,
@@ -645,23 +753,12 @@ def _commit(
     written_docs: set[str],
 ) -> int:
     written = 0
-    now = datetime.now(UTC).isoformat(timespec="seconds")
     for item, reuse_from in batch:
         candidate = item.candidate
         doc_id = str(candidate.abs_path)
-        record = {
-            "path": candidate.rel_path,
-            "abs_path": doc_id,
-            "root": str(candidate.root),
-            "file_type": item.nodes[0].metadata["file_type"],
-            "title": item.title,
-            "lang": item.language,
-            "file_hash": item.file_hash,
-            "size": candidate.size,
-            "mtime_ns": candidate.mtime_ns,
-            "chunks": len(item.nodes),
-            "indexed_at": now,
-        }
+        kind = str(item.nodes[0].metadata["file_type"])
+        record = _record(candidate, item.file_hash, kind, item.title, item.language)
+        record["chunks"] = len(item.nodes)
         engine.store.replace_document(doc_id, item.nodes, record)
         if reuse_from is not None and reuse_from != doc_id:
             engine.shard.delete_document(reuse_from)

@@ -171,7 +171,8 @@ def _conditions(query: RetrievalQuery, engine: Engine) -> dict[str, Any]:
             str(record["doc_id"])
             for record in engine.shard.records()
             if any(
-                fnmatch.fnmatchcase(str(record.get(key, "")), pattern)
+                pattern == str(record.get(key, ""))  # a literal name, even with [brackets]
+                or fnmatch.fnmatchcase(str(record.get(key, "")), pattern)
                 for pattern in query.paths
                 for key in ("path", "abs_path")
             )

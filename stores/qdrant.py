@@ -27,8 +27,10 @@ from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedR
 from stores.shard import (
     _INDEXED_FIELDS,
     _SCROLL_PAGE,
+    _STAGED_VALUE,
     DENSE,
     SPARSE,
+    STAGED,
     ChunkPoint,
     CollectionMismatch,
     Conditions,
@@ -126,6 +128,24 @@ class QdrantStore:
         points.append(models.PointStruct(id=record_id(doc_id), vector={}, payload=payload))
         self.delete_document(doc_id)
         self._upsert(points, batch=len(points))
+
+    def stage(self, doc_id: str, chunks: Sequence[ChunkPoint]) -> None:
+        """Write part of a large document's new version, invisible until `commit_staged`."""
+        self._upsert([self._point(chunk, staged=True) for chunk in chunks])
+
+    def commit_staged(self, doc_id: str, record: dict[str, Any]) -> None:
+        """Make a document's staged version the visible one, with its record (old version first)."""
+        payload = {**record, "kind": "file", "doc_id": doc_id, STAGED: _STAGED_VALUE}
+        self.delete_document(doc_id)
+        self._upsert([models.PointStruct(id=record_id(doc_id), vector={}, payload=payload)])
+        staged = _filter({"doc_id": doc_id}, staged=True)
+        self._call(
+            lambda c: c.delete_payload(self.collection, keys=[STAGED], points=staged, wait=True)
+        )
+
+    def drop_staged(self, doc_id: str | None = None) -> None:
+        """Remove staged points never committed (of one document, or all: left by a killed run)."""
+        self._delete(_filter({"doc_id": doc_id} if doc_id else {}, staged=True))
 
     def update_record(self, doc_id: str, fields: dict[str, Any]) -> None:
         """Change fields of a document's record (not its chunks)."""
@@ -319,7 +339,7 @@ class QdrantStore:
         indices, values = self._sparse_query(text)
         return models.SparseVector(indices=indices, values=values) if indices else None
 
-    def _point(self, chunk: ChunkPoint) -> models.PointStruct:
+    def _point(self, chunk: ChunkPoint, *, staged: bool = False) -> models.PointStruct:
         if len(chunk.vector) != self.dim:
             raise ValueError(f"vector of size {len(chunk.vector)} for a store of size {self.dim}")
         vector: dict[str, Any] = {DENSE: list(chunk.vector)}
@@ -327,6 +347,8 @@ class QdrantStore:
         if indices:
             vector[SPARSE] = models.SparseVector(indices=indices, values=values)
         payload = {**chunk.payload, "kind": "chunk", "doc_id": chunk.doc_id}
+        if staged:
+            payload[STAGED] = _STAGED_VALUE
         return models.PointStruct(id=chunk.id, vector=vector, payload=payload)
 
     def _upsert(self, points: Sequence[models.PointStruct], batch: int = _WRITE_BATCH) -> None:
@@ -439,7 +461,7 @@ def _create(
             shard_number=shards,
             replication_factor=replicas,
         )
-    for name in _INDEXED_FIELDS:
+    for name in (*_INDEXED_FIELDS, STAGED):
         client.create_payload_index(
             collection, name, field_schema=models.PayloadSchemaType.KEYWORD, wait=True
         )
@@ -460,10 +482,17 @@ def _condition(key: str, value: Any) -> models.FieldCondition:
 
 
 def _filter(
-    conditions: Conditions, exclude: Conditions | None = None, ids: Sequence[str] | None = None
+    conditions: Conditions,
+    exclude: Conditions | None = None,
+    ids: Sequence[str] | None = None,
+    *,
+    staged: bool = False,
 ) -> models.Filter:
+    """Points matching `conditions` and not `exclude`; only committed points unless `staged`
+    (then only staged ones)."""
     must: list[Any] = [_condition(k, v) for k, v in conditions.items()]
     if ids is not None:
         must.append(models.HasIdCondition(has_id=list(ids)))
     must_not: list[Any] = [_condition(k, v) for k, v in (exclude or {}).items()]
+    (must if staged else must_not).append(_condition(STAGED, _STAGED_VALUE))
     return models.Filter(must=must or None, must_not=must_not or None)

@@ -33,6 +33,8 @@ SparseFn = Callable[[str], tuple[list[int], list[float]]]
 Conditions = dict[str, Any]  # payload key -> value (or list of values: any of them)
 _RECORD_NAMESPACE = uuid.UUID("6f1f8f46-2d0c-4c8e-9f53-5b7f0c3e7a10")
 _INDEXED_FIELDS = ("kind", "doc_id", "root", "path", "lang", "file_type")
+STAGED = "staged"  # payload key marking a large document's points until its version is committed
+_STAGED_VALUE = "yes"  # a keyword: Qdrant Edge's Python binding matches no boolean values
 _SCROLL_PAGE = 1024
 
 
@@ -147,6 +149,8 @@ class EdgeShardStore:
                     raise CollectionMismatch(differences)
                 meta = built
                 shard = qe.EdgeShard.load(str(shard_path))
+                if create and STAGED not in shard.info().payload_schema:
+                    _index_staged(shard)  # a knowledge base from before staged writes
             else:
                 # A shard without collection.json is a creation that was interrupted: start over.
                 shutil.rmtree(shard_path, ignore_errors=True)
@@ -155,6 +159,7 @@ class EdgeShardStore:
                     shard.update(
                         qe.UpdateOperation.create_field_index(name, qe.PayloadSchemaType.Keyword)
                     )
+                _index_staged(shard)
                 shard.flush()
                 _write_atomic(meta_path, json.dumps(meta, indent=2, sort_keys=True))
         except BaseException:
@@ -184,6 +189,31 @@ class EdgeShardStore:
         points.append(qe.Point(id=record_id(doc_id), vector={}, payload=payload))
         self.delete_document(doc_id)
         self._write(qe.UpdateOperation.upsert_points(points))
+
+    def stage(self, doc_id: str, chunks: Sequence[ChunkPoint]) -> None:
+        """Write part of a large document's new version, invisible until `commit_staged`: a file
+        too big to hold in memory is written in windows and still never seen half-written."""
+        points = [self._point(chunk, staged=True) for chunk in chunks]
+        if points:
+            self._write(qe.UpdateOperation.upsert_points(points))
+
+    def commit_staged(self, doc_id: str, record: dict[str, Any]) -> None:
+        """Make a document's staged version the visible one, with its record. The old version goes
+        first (the file is briefly absent), then the staged points all appear in one update."""
+        payload = {**record, "kind": "file", "doc_id": doc_id, STAGED: _STAGED_VALUE}
+        self.delete_document(doc_id)
+        self._write(
+            qe.UpdateOperation.upsert_points(
+                [qe.Point(id=record_id(doc_id), vector={}, payload=payload)]
+            )
+        )
+        staged = _filter({"doc_id": doc_id}, staged=True)
+        self._write(qe.UpdateOperation.delete_payload_by_filter(staged, [STAGED]))
+
+    def drop_staged(self, doc_id: str | None = None) -> None:
+        """Remove staged points never committed (of one document, or all: left by a killed run)."""
+        flt = _filter({"doc_id": doc_id} if doc_id else {}, staged=True)
+        self._write(qe.UpdateOperation.delete_points_by_filter(flt))
 
     def update_record(self, doc_id: str, fields: dict[str, Any]) -> None:
         """Change fields of a document's record (not its chunks)."""
@@ -243,7 +273,7 @@ class EdgeShardStore:
 
     def points(self, kind: str | None = None, *, vectors: bool = False) -> Iterator[StoredPoint]:
         """Every point (of `kind`, "chunk" or "file"), paged; with `vectors`, their vectors too."""
-        flt = _filter({"kind": kind}) if kind else None
+        flt = _filter({"kind": kind} if kind else {})
         for record in self._scroll(flt, True, with_vector=[DENSE, SPARSE] if vectors else False):
             dense = sparse = None
             stored = record.vector if isinstance(record.vector, dict) else {}
@@ -380,7 +410,7 @@ class EdgeShardStore:
         self._dirty = True
         self._shard.update(operation)
 
-    def _point(self, chunk: ChunkPoint) -> Any:
+    def _point(self, chunk: ChunkPoint, *, staged: bool = False) -> Any:
         if len(chunk.vector) != self.dim:
             raise ValueError(f"vector of size {len(chunk.vector)} for a store of size {self.dim}")
         vector: dict[str, Any] = {DENSE: list(chunk.vector)}
@@ -388,6 +418,8 @@ class EdgeShardStore:
         if indices:
             vector[SPARSE] = qe.SparseVector(indices=indices, values=values)
         payload = {**chunk.payload, "kind": "chunk", "doc_id": chunk.doc_id}
+        if staged:
+            payload[STAGED] = _STAGED_VALUE
         return qe.Point(id=chunk.id, vector=vector, payload=payload)
 
     def _scroll(self, flt: Any, with_payload: Any, with_vector: Any = False) -> Iterator[Any]:
@@ -421,13 +453,24 @@ def _condition(key: str, value: Any) -> Any:
 
 
 def _filter(
-    conditions: Conditions, exclude: Conditions | None = None, ids: Sequence[str] | None = None
+    conditions: Conditions,
+    exclude: Conditions | None = None,
+    ids: Sequence[str] | None = None,
+    *,
+    staged: bool = False,
 ) -> Any:
+    """Points matching `conditions` and not `exclude`; only committed points unless `staged`
+    (then only staged ones)."""
     must = [_condition(k, v) for k, v in conditions.items()]
     if ids is not None:
         must.append(qe.HasIdCondition(point_ids=set(ids)))
     must_not = [_condition(k, v) for k, v in (exclude or {}).items()]
+    (must if staged else must_not).append(_condition(STAGED, _STAGED_VALUE))
     return qe.Filter(must=must or None, must_not=must_not or None)
+
+
+def _index_staged(shard: Any) -> None:
+    shard.update(qe.UpdateOperation.create_field_index(STAGED, qe.PayloadSchemaType.Keyword))
 
 
 def _acquire_lock(path: Path, wait_seconds: float) -> int:

@@ -65,6 +65,14 @@ class KbVectorStore(BasePydanticVectorStore):
         """Swap a document's chunks and record for new ones in one visible step."""
         self._shard.replace_document(doc_id, [chunk_point(node) for node in nodes], record)
 
+    def stage(self, doc_id: str, nodes: Sequence[BaseNode]) -> None:
+        """Write part of a large document's new version, invisible until `commit_staged`."""
+        self._shard.stage(doc_id, [chunk_point(node) for node in nodes])
+
+    def commit_staged(self, doc_id: str, record: dict[str, Any]) -> None:
+        """Make a document's staged version, with its record, the visible one."""
+        self._shard.commit_staged(doc_id, record)
+
     def delete(self, ref_doc_id: str, **delete_kwargs: Any) -> None:
         """Remove a document's chunks and its record."""
         self._shard.delete_document(ref_doc_id)

@@ -4,7 +4,8 @@ Everything but the embedder is kb's real path (CLI, chunking, cache, Qdrant Edge
 bundled model would make each of the test's many runs take minutes, and vectors do not matter here.
 `CRASH_TEST_EMBED_DELAY` (seconds per batch) spreads a run out so kills land in every phase;
 `CRASH_TEST_TRACE` names a file that gets one byte per store write, so the test can kill the process
-after a chosen number of writes whatever the machine's speed.
+after a chosen number of writes whatever the machine's speed. Files of more than three chunks take
+the large-file path (staged windows), so kills land there too.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import os
 import time
 from typing import Any
 
+import core.ingest
 import core.providers
 from cli.app import main
 from core.config import EmbeddingSettings
@@ -46,6 +48,8 @@ def _traced_write(self: EdgeShardStore, operation: Any) -> None:
 
 
 core.providers.make_embedder = _make_embedder  # the engine imports it at first use
+core.ingest.LARGE_FILE_CHUNKS = 3
+core.ingest.LARGE_WINDOW = 2
 EdgeShardStore._write = _traced_write  # type: ignore[method-assign]
 
 if __name__ == "__main__":

@@ -16,6 +16,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import qdrant_edge as qe
+
 from core.config import load_settings
 from core.engine import open_engine
 from core.ingest import CHUNK_NAMESPACE
@@ -73,10 +75,11 @@ def _snapshot(home: Path, kb: str = "default") -> dict[str, Any]:
     """Files and chunks as stored, after checking that no file is partly indexed."""
     settings = load_settings(environ={}, overrides={"kb": {"home": str(home), "name": kb}}).settings
     if not (settings.kb_dir() / "collection.json").exists():
-        return {"files": {}, "chunks": {}}
+        return {"files": {}, "chunks": {}, "count": 0, "staged": 0}
     with open_engine(settings, purpose="manage") as engine:
         records = {str(p.payload["doc_id"]): p.payload for p in engine.shard.points("file")}
         chunks = [(p.id, p.payload) for p in engine.shard.points("chunk")]
+        every_point = engine.shard.client.count(qe.CountRequest(exact=True))  # staged too
     by_doc: dict[str, list[tuple[str, dict[str, Any]]]] = {}
     for chunk_id, payload in chunks:
         by_doc.setdefault(str(payload["doc_id"]), []).append((chunk_id, payload))
@@ -100,6 +103,7 @@ def _snapshot(home: Path, kb: str = "default") -> dict[str, Any]:
             for chunk_id, p in chunks
         },
         "count": len(chunks),
+        "staged": every_point - len(chunks) - len(records),  # a killed large file's hidden windows
     }
 
 
@@ -177,4 +181,5 @@ def test_sigkill_at_random_moments_never_loses_or_duplicates_anything(tmp_path: 
     assert after_kills["files"] == clean["files"]
     assert after_kills["chunks"] == clean["chunks"]
     assert after_kills["count"] == clean["count"] == len(clean["chunks"])
+    assert after_kills["staged"] == clean["staged"] == 0
     assert len(clean["files"]) == len(list(docs.rglob("*.*")))

@@ -235,6 +235,7 @@ def test_every_good_file_is_found_by_its_own_word(in_process: dict[str, Any], na
     [
         # fnmatch globs: `[` opens a character class, `[[]` is a literal `[`.
         ("[[]draft] (v2).md", {"[draft] (v2).md"}),
+        ("[draft] (v2).md", {"[draft] (v2).md"}),  # an exact name is taken literally
         ("*[[]*", {"[draft] (v2).md", "[笔记] 📘 mixed (final) v1.md", "sub [x]/第二章 (copy).md"}),
         ("sub [[]x]/*", {"sub [x]/第二章 (copy).md"}),
         ("📘 notes.md", {"📘 notes.md"}),

@@ -463,3 +463,65 @@ def test_a_path_that_cannot_be_checked_is_not_taken_as_deleted(tmp_path: Path) -
     assert _gone(tmp_path / "file" / "below-a-file.md")
     assert not _gone(tmp_path / "loop" / "a.md")  # ELOOP: unknown, so kept
     assert not _gone(tmp_path / "file")
+
+
+def _points(engine: Engine) -> dict[str, tuple[Any, ...]]:
+    return {
+        p.id: (
+            p.payload["path"],
+            p.payload["chunk_index"],
+            p.payload["text"],
+            p.payload["file_hash"],
+        )
+        for p in engine.shard.points("chunk")
+    }
+
+
+def test_large_files_are_written_in_windows_with_the_same_result(
+    settings: Settings,
+    make_settings: Callable[..., Settings],
+    docs: Docs,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A file of more than LARGE_FILE_CHUNKS chunks goes in staged windows: same chunks as at once,
+    reused vectors on a change, and a failure midway leaves the old version whole and visible."""
+    import qdrant_edge as qe
+
+    import core.ingest
+
+    long = "\n\n".join(f"# Part {j}\nText of part {j}, on topic {j * 7}." for j in range(20))
+    root = docs({"big.md": long, "small.md": "# Small\nA small file."})
+    with open_engine(settings, purpose="write", embedder=HashEmbedding()) as engine:
+        ingest([root], engine)
+        at_once = _points(engine)
+    assert len({path for path, *_ in at_once.values()}) == 2
+    monkeypatch.setattr(core.ingest, "LARGE_FILE_CHUNKS", 4)
+    monkeypatch.setattr(core.ingest, "LARGE_WINDOW", 3)
+    windowed = make_settings(kb={"name": "windowed"})
+    cache = EmbeddingCache(tmp_path / "cache.sqlite3", HashEmbedding().fingerprint)
+    with open_engine(windowed, purpose="write", embedder=HashEmbedding()) as engine:
+        report = ingest([root], engine, cache=cache)
+        assert _points(engine) == at_once
+        assert report.chunks_written == len(at_once)
+        assert _consistent(engine)["big.md"] == 20
+
+    (root / "big.md").write_text(long.replace("Part 3\n", "Part three\n"), encoding="utf-8")
+    failing = _FailingEmbedding(embed_batch_size=1, fail_after=0)
+    with open_engine(windowed, purpose="write", embedder=failing) as engine:
+        with pytest.raises(ProviderError):
+            ingest([root], engine, cache=cache)  # window 1 holds part three: its embedding fails
+        assert _points(engine) == at_once  # the old version, whole; nothing staged is visible
+        everything = engine.shard.client.count(qe.CountRequest(exact=True))
+        assert everything == len(at_once) + 2 + 3  # two records, and window 0 staged, hidden
+    with open_engine(windowed, purpose="write", embedder=HashEmbedding()) as engine:
+        report = ingest([root], engine, cache=cache)
+        assert report.changed == ("big.md",)
+        assert report.chunks_embedded == 1  # the other 19 chunks came from the cache
+        assert _consistent(engine)["big.md"] == 20
+        hits = engine.store.query(_query(engine, "Part three", "sparse"))
+        assert hits.nodes is not None
+        assert "Part three" in hits.nodes[0].get_content()
+        everything = engine.shard.client.count(qe.CountRequest(exact=True))
+        assert everything == len(at_once) + 2  # the staged leftovers are gone
+    cache.close()
