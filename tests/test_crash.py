@@ -21,6 +21,7 @@ import qdrant_edge as qe
 from core.config import load_settings
 from core.engine import open_engine
 from core.ingest import CHUNK_NAMESPACE
+from stores.shard import EdgeShardStore
 
 REPO = Path(__file__).resolve().parents[1]
 KILLS = 22
@@ -79,6 +80,7 @@ def _snapshot(home: Path, kb: str = "default") -> dict[str, Any]:
     with open_engine(settings, purpose="manage") as engine:
         records = {str(p.payload["doc_id"]): p.payload for p in engine.shard.points("file")}
         chunks = [(p.id, p.payload) for p in engine.shard.points("chunk")]
+        assert isinstance(engine.shard, EdgeShardStore)
         every_point = engine.shard.client.count(qe.CountRequest(exact=True))  # staged too
     by_doc: dict[str, list[tuple[str, dict[str, Any]]]] = {}
     for chunk_id, payload in chunks:

@@ -17,6 +17,7 @@ from core.errors import ConfigError, ProviderError, StoreBusy, StoreMismatch
 from core.ingest import ingest
 from core.manage import forget, list_sources
 from core.results import IngestReport
+from stores.shard import EdgeShardStore
 from tests.conftest import EXAMPLES
 from tests.fakes import HashEmbedding
 
@@ -511,6 +512,7 @@ def test_large_files_are_written_in_windows_with_the_same_result(
     with open_engine(windowed, purpose="write", embedder=failing) as engine:
         with pytest.raises(ProviderError):
             ingest([root], engine, cache=cache)  # window 1 holds part three: its embedding fails
+        assert isinstance(engine.shard, EdgeShardStore)
         assert _points(engine) == at_once  # the old version, whole; nothing staged is visible
         everything = engine.shard.client.count(qe.CountRequest(exact=True))
         assert everything == len(at_once) + 2 + 3  # two records, and window 0 staged, hidden
@@ -519,6 +521,7 @@ def test_large_files_are_written_in_windows_with_the_same_result(
         assert report.changed == ("big.md",)
         assert report.chunks_embedded == 1  # the other 19 chunks came from the cache
         assert _consistent(engine)["big.md"] == 20
+        assert isinstance(engine.shard, EdgeShardStore)
         hits = engine.store.query(_query(engine, "Part three", "sparse"))
         assert hits.nodes is not None
         assert "Part three" in hits.nodes[0].get_content()
