@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -16,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 import qdrant_edge as qe
 
 from core.config import load_settings
@@ -185,3 +187,76 @@ def test_sigkill_at_random_moments_never_loses_or_duplicates_anything(tmp_path: 
     assert after_kills["count"] == clean["count"] == len(clean["chunks"])
     assert after_kills["staged"] == clean["staged"] == 0
     assert len(clean["files"]) == len(list(docs.rglob("*.*")))
+
+
+class _Killed(BaseException):
+    """Stands for the process dying: nothing in kb catches a BaseException."""
+
+
+def test_a_crash_at_every_store_write_leaves_each_file_whole_or_absent(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Deterministic complement of the random kills: an ingest that changes, adds, renames and
+    deletes files (large ones through staged windows) is stopped after each of its store writes in
+    turn; every state is checked, and finishing the run gives what a clean ingest gives."""
+    import core.ingest
+    from core.ingest import run_ingest
+    from tests.fakes import HashEmbedding
+
+    monkeypatch.setattr(core.ingest, "LARGE_FILE_CHUNKS", 3)
+    monkeypatch.setattr(core.ingest, "LARGE_WINDOW", 2)
+    sections = "\n\n".join(
+        f"## Part {j}\n\nText of part {j} about topic {j * 3}." for j in range(7)
+    )
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for name in ("big-a.md", "big-b.md", "big-c.md"):
+        (docs / name).write_text(f"# {name}\n\n{sections}\n", encoding="utf-8")
+    for name in ("small-a.md", "small-b.md", "small-c.md"):
+        (docs / name).write_text(f"# {name}\n\nA short note.\n", encoding="utf-8")
+    base = tmp_path / "base"
+    settings = load_settings(environ={}, overrides={"kb": {"home": str(base)}}).settings
+    run_ingest(settings, [docs], embedder=HashEmbedding(dim=384))
+
+    (docs / "big-a.md").write_text(f"# big-a.md\n\n{sections}\n\n## More\n\nNew text.\n")
+    (docs / "small-a.md").write_text("# small-a.md\n\nA changed note.\n", encoding="utf-8")
+    (docs / "big-b.md").rename(docs / "big-b-renamed.md")
+    (docs / "small-b.md").unlink()
+    (docs / "big-new.md").write_text(f"# big-new.md\n\n{sections.replace('Text', 'Words')}\n")
+    clean_home = tmp_path / "clean"
+    clean = load_settings(environ={}, overrides={"kb": {"home": str(clean_home)}}).settings
+    run_ingest(clean, [docs], embedder=HashEmbedding(dim=384))
+    expected = _snapshot(clean_home)
+
+    original = EdgeShardStore._write
+    for kill_at in range(1, 200):
+        home = tmp_path / f"kill-{kill_at}"
+        shutil.copytree(base, home)
+        settings = load_settings(environ={}, overrides={"kb": {"home": str(home)}}).settings
+        writes = 0
+
+        def dying_write(self: EdgeShardStore, operation: Any, stop: int = kill_at) -> None:
+            nonlocal writes
+            writes += 1
+            if writes == stop:
+                raise _Killed
+            original(self, operation)
+
+        monkeypatch.setattr(EdgeShardStore, "_write", dying_write)
+        try:
+            run_ingest(settings, [docs], embedder=HashEmbedding(dim=384))
+            finished = True
+        except _Killed:
+            finished = False
+        monkeypatch.setattr(EdgeShardStore, "_write", original)
+        _snapshot(home)  # each file whole or absent
+        if kill_at % 4 == 0 or finished:  # finishing from every state would double the time
+            run_ingest(settings, [docs], embedder=HashEmbedding(dim=384))
+            after = _snapshot(home)
+            assert after["files"] == expected["files"], kill_at
+            assert after["chunks"] == expected["chunks"], kill_at
+            assert after["staged"] == 0
+        shutil.rmtree(home)
+        if finished:
+            break
+    assert 10 < kill_at < 199, "the run had too few or too many writes to stop it at each"
