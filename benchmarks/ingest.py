@@ -6,8 +6,8 @@ Writes every SciFact document (``corpus.jsonl``: 5,183 abstracts) as ``<_id>.md`
 * the pipeline: ``core.ingest.ingest`` into a fresh temporary knowledge base with the configured
   default embedder and no embedding cache; wall seconds (``perf_counter``), documents/s, chunks/s,
   and the share of wall time spent inside the embedder (``IngestReport.embed_seconds``); the rest
-  is split into reading + chunking and store writes (time inside ``core.ingest._prepare`` and
-  ``_commit``, wrapped for the run when they exist) and everything else (scan, plan, flush);
+  is split into reading + chunking and store writes (time inside ``core.ingest._read``, ``_nodes``
+  and ``_commit``, wrapped for the run when they exist) and everything else (scan, plan, flush);
 * the raw embedder, right after, in the same process: a new embedder from the same settings
   embeds a sample of the very texts the pipeline embedded (read back from the store: context line
   + blank line + chunk text, checked against each chunk's stored hash) in batches of
@@ -123,7 +123,8 @@ def run_pipeline(folder: Path, settings: Any) -> dict[str, Any]:
         wall = time.perf_counter() - started
         cpu = time.process_time() - cpu_started
         texts = embedded_texts(engine)
-    read_s, write_s = steps.get("_prepare", 0.0), steps.get("_commit", 0.0)
+    read_s = steps.get("_read", 0.0) + steps.get("_nodes", 0.0)
+    write_s = steps.get("_commit", 0.0)
     return {
         "files_indexed": report.files_total,
         "problems": len(report.problems),
@@ -140,7 +141,9 @@ def run_pipeline(folder: Path, settings: Any) -> dict[str, Any]:
 
 
 @contextmanager
-def timed_steps(names: Sequence[str] = ("_prepare", "_commit")) -> Iterator[dict[str, float]]:
+def timed_steps(
+    names: Sequence[str] = ("_read", "_nodes", "_commit"),
+) -> Iterator[dict[str, float]]:
     """Seconds spent in these functions of `core.ingest` while the block runs (absent ones: 0)."""
     import core.ingest
 

@@ -462,7 +462,7 @@ def phase_ingest(work: Path, direct: bool) -> dict[str, Any]:
     if direct:
         result = _direct_ingest(manifest["files"], settings, embedder, on_progress)
     else:
-        steps = ("_prepare", "_embed", "_commit")
+        steps = ("_read", "_nodes", "_embed", "_commit")
         with timed_steps(core.ingest, steps) as spent:
             report = core.ingest.run_ingest(
                 settings, [work / "docs"], embedder=embedder, on_progress=on_progress
@@ -471,7 +471,7 @@ def phase_ingest(work: Path, direct: bool) -> dict[str, Any]:
             "files": report.files_total,
             "chunks": report.chunks_total,
             "problems": len(report.problems),
-            "read_chunk_s": spent["_prepare"],
+            "read_chunk_s": spent["_read"] + spent["_nodes"],
             "embed_s": spent["_embed"],
             "store_write_s": spent["_commit"],  # keyword vectors, points, upserts
         }

@@ -575,14 +575,6 @@ def _read(candidate: _Candidate, digest: str | None, engine: Engine) -> _Read:
     )
 
 
-def _prepare(candidate: _Candidate, digest: str | None, engine: Engine) -> _Prepared:
-    read = _read(candidate, digest, engine)
-    nodes = _nodes(read, 0, len(read.chunks), engine)
-    return _Prepared(
-        candidate, read.file_hash, nodes, list(range(len(nodes))), read.language, read.display_title
-    )
-
-
 def _nodes(read: _Read, start: int, stop: int, engine: Engine) -> list[TextNode]:
     """The nodes of chunks `start` to `stop` of a file, with their ids, metadata and hashes."""
     from llama_index.core.schema import MetadataMode, NodeRelationship, RelatedNodeInfo, TextNode
