@@ -244,8 +244,12 @@ def test_ctrl_c_cancels_the_answer_being_written(kb_copy: Path, tmp_path: Path) 
         child.sendline(PORT_Q)
         while not fake.requests:  # the question reached the (slow) LLM
             child.expect([pexpect.TIMEOUT], timeout=0.2)
-        child.sendintr()
-        child.expect(r"\(cancelled\)")
+        for _ in range(3):  # as a person would, press it again if nothing happens (CI saw one lost)
+            child.sendintr()
+            if child.expect([r"\(cancelled\)", pexpect.TIMEOUT], timeout=5) == 0:
+                break
+        else:
+            raise AssertionError("Ctrl-C did not cancel the answer being written")
         child.expect("default>")
         child.sendline("/exit")
         child.expect(pexpect.EOF)
