@@ -70,12 +70,20 @@ def migrate_command(
     shards: Annotated[
         int | None,
         typer.Option(
-            "--shards", help="Shards of the new collection (default: [store].shards).", min=1
+            "--shards",
+            help="Shards of the new collection (default: [store].shards).",
+            min=1,
+            metavar="N",
         ),
     ] = None,
     replicas: Annotated[
         int | None,
-        typer.Option("--replicas", help="Copies of each shard (default: [store].replicas).", min=1),
+        typer.Option(
+            "--replicas",
+            help="Copies of each shard (default: [store].replicas).",
+            min=1,
+            metavar="N",
+        ),
     ] = None,
     replace: Annotated[
         bool, typer.Option("--replace", help="Replace a collection that already holds files.")
@@ -87,6 +95,7 @@ def migrate_command(
     """Copy the embedded knowledge base to a Qdrant server, vectors included (nothing is re-embedded).
 
     The API key comes from KB_STORE__API_KEY. Afterwards set [store] backend = "qdrant" and url.
+
     Example: kb migrate --to http://localhost:6333 --shards 2
     """
     from cli.output import Output
