@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -202,6 +203,9 @@ def _spawn_chat(home: Path, cwd: Path, **env: str) -> Any:
         cwd=str(cwd),
         encoding="utf-8",
         timeout=120,
+        # A test run started in the background (`pytest &` from a script) ignores SIGINT, and so
+        # would the child; a person's terminal does not.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
 
 
@@ -244,12 +248,8 @@ def test_ctrl_c_cancels_the_answer_being_written(kb_copy: Path, tmp_path: Path) 
         child.sendline(PORT_Q)
         while not fake.requests:  # the question reached the (slow) LLM
             child.expect([pexpect.TIMEOUT], timeout=0.2)
-        for _ in range(3):  # as a person would, press it again if nothing happens (CI saw one lost)
-            child.sendintr()
-            if child.expect([r"\(cancelled\)", pexpect.TIMEOUT], timeout=5) == 0:
-                break
-        else:
-            raise AssertionError("Ctrl-C did not cancel the answer being written")
+        child.sendintr()
+        child.expect(r"\(cancelled\)")
         child.expect("default>")
         child.sendline("/exit")
         child.expect(pexpect.EOF)
