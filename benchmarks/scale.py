@@ -403,39 +403,13 @@ def folder_mib(path: Path) -> float:
     return sum(p.stat().st_blocks * 512 for p in path.rglob("*") if p.is_file()) / 2**20
 
 
-@contextmanager
-def timed_steps(module: Any, names: Sequence[str]) -> Iterator[dict[str, float]]:
-    """Seconds spent in these functions of `module` while the block runs (absent ones: 0)."""
-    spent: dict[str, float] = dict.fromkeys(names, 0.0)
-    originals: dict[str, Callable[..., Any]] = {}
-    for name in names:
-        original = getattr(module, name, None)
-        if not callable(original):
-            continue
-
-        def wrapper(
-            *args: Any, _f: Callable[..., Any] = original, _n: str = name, **kwargs: Any
-        ) -> Any:
-            began = time.perf_counter()
-            try:
-                return _f(*args, **kwargs)
-            finally:
-                spent[_n] += time.perf_counter() - began
-
-        originals[name] = original
-        setattr(module, name, wrapper)
-    try:
-        yield spent
-    finally:
-        for name, original in originals.items():
-            setattr(module, name, original)
-
-
 # ---------------------------------------------------------------------------- phases (child processes)
 
 
 def phase_ingest(work: Path, direct: bool) -> dict[str, Any]:
     """Ingest the generated folder (or, `direct`, write the same chunks straight to the store)."""
+    from ingest import timed_steps  # benchmarks/ingest.py, beside this script
+
     import core.ingest
     from core.results import IngestProgress
 
@@ -463,7 +437,7 @@ def phase_ingest(work: Path, direct: bool) -> dict[str, Any]:
         result = _direct_ingest(manifest["files"], settings, embedder, on_progress)
     else:
         steps = ("_read", "_nodes", "_embed", "_commit")
-        with timed_steps(core.ingest, steps) as spent:
+        with timed_steps(steps) as spent:
             report = core.ingest.run_ingest(
                 settings, [work / "docs"], embedder=embedder, on_progress=on_progress
             )
@@ -471,9 +445,9 @@ def phase_ingest(work: Path, direct: bool) -> dict[str, Any]:
             "files": report.files_total,
             "chunks": report.chunks_total,
             "problems": len(report.problems),
-            "read_chunk_s": spent["_read"] + spent["_nodes"],
-            "embed_s": spent["_embed"],
-            "store_write_s": spent["_commit"],  # keyword vectors, points, upserts
+            "read_chunk_s": spent.get("_read", 0.0) + spent.get("_nodes", 0.0),
+            "embed_s": spent.get("_embed", 0.0),
+            "store_write_s": spent.get("_commit", 0.0),  # keyword vectors, points, upserts
         }
     wall = time.perf_counter() - began
     result.update(
