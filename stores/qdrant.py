@@ -40,6 +40,7 @@ from stores.shard import (
     StoreMissing,
     StoreUnavailable,
     record_id,
+    stored_point,
 )
 
 _META_ID = str(uuid.uuid5(uuid.UUID("6f1f8f46-2d0c-4c8e-9f53-5b7f0c3e7a10"), "kb collection meta"))
@@ -170,17 +171,7 @@ class QdrantStore:
 
     def put_points(self, points: Sequence[StoredPoint]) -> None:
         """Write points exactly as given (vectors included): how a knowledge base is copied."""
-        converted = []
-        for point in points:
-            vector: dict[str, Any] = {}
-            if point.dense is not None:
-                vector[DENSE] = list(point.dense)
-            if point.sparse is not None and point.sparse[0]:
-                vector[SPARSE] = models.SparseVector(
-                    indices=list(point.sparse[0]), values=list(point.sparse[1])
-                )
-            converted.append(models.PointStruct(id=point.id, vector=vector, payload=point.payload))
-        self._upsert(converted)
+        self._upsert([_server_point(point) for point in points])
 
     def flush(self) -> None:
         """Nothing to do: every write has been applied by the server when it returns."""
@@ -340,16 +331,7 @@ class QdrantStore:
         return models.SparseVector(indices=indices, values=values) if indices else None
 
     def _point(self, chunk: ChunkPoint, *, staged: bool = False) -> models.PointStruct:
-        if len(chunk.vector) != self.dim:
-            raise ValueError(f"vector of size {len(chunk.vector)} for a store of size {self.dim}")
-        vector: dict[str, Any] = {DENSE: list(chunk.vector)}
-        indices, values = self._sparse_doc(chunk.sparse_text)
-        if indices:
-            vector[SPARSE] = models.SparseVector(indices=indices, values=values)
-        payload = {**chunk.payload, "kind": "chunk", "doc_id": chunk.doc_id}
-        if staged:
-            payload[STAGED] = _STAGED_VALUE
-        return models.PointStruct(id=chunk.id, vector=vector, payload=payload)
+        return _server_point(stored_point(chunk, self.dim, self._sparse_doc, staged=staged))
 
     def _upsert(self, points: Sequence[models.PointStruct], batch: int = _WRITE_BATCH) -> None:
         for start in range(0, len(points), max(batch, 1)):
@@ -473,6 +455,17 @@ def _create(
         points=[models.PointStruct(id=_META_ID, vector={}, payload={**meta, "kind": "meta"})],
         wait=True,
     )
+
+
+def _server_point(point: StoredPoint) -> models.PointStruct:
+    vector: dict[str, Any] = {}
+    if point.dense is not None:
+        vector[DENSE] = list(point.dense)
+    if point.sparse is not None and point.sparse[0]:
+        vector[SPARSE] = models.SparseVector(
+            indices=list(point.sparse[0]), values=list(point.sparse[1])
+        )
+    return models.PointStruct(id=point.id, vector=vector, payload=point.payload)
 
 
 def _condition(key: str, value: Any) -> models.FieldCondition:

@@ -285,16 +285,8 @@ class EdgeShardStore:
 
     def put_points(self, points: Sequence[StoredPoint]) -> None:
         """Write points exactly as given (vectors included): how a knowledge base is copied."""
-        converted = []
-        for point in points:
-            vector: dict[str, Any] = {}
-            if point.dense is not None:
-                vector[DENSE] = list(point.dense)
-            if point.sparse is not None and point.sparse[0]:
-                vector[SPARSE] = qe.SparseVector(indices=point.sparse[0], values=point.sparse[1])
-            converted.append(qe.Point(id=point.id, vector=vector, payload=point.payload))
-        if converted:
-            self._write(qe.UpdateOperation.upsert_points(converted))
+        if points:
+            self._write(qe.UpdateOperation.upsert_points([_edge_point(p) for p in points]))
 
     def count(self, kind: str = "chunk") -> int:
         """How many chunk (or file) points there are."""
@@ -411,16 +403,7 @@ class EdgeShardStore:
         self._shard.update(operation)
 
     def _point(self, chunk: ChunkPoint, *, staged: bool = False) -> Any:
-        if len(chunk.vector) != self.dim:
-            raise ValueError(f"vector of size {len(chunk.vector)} for a store of size {self.dim}")
-        vector: dict[str, Any] = {DENSE: list(chunk.vector)}
-        indices, values = self._sparse_doc(chunk.sparse_text)
-        if indices:
-            vector[SPARSE] = qe.SparseVector(indices=indices, values=values)
-        payload = {**chunk.payload, "kind": "chunk", "doc_id": chunk.doc_id}
-        if staged:
-            payload[STAGED] = _STAGED_VALUE
-        return qe.Point(id=chunk.id, vector=vector, payload=payload)
+        return _edge_point(stored_point(chunk, self.dim, self._sparse_doc, staged=staged))
 
     def _scroll(self, flt: Any, with_payload: Any, with_vector: Any = False) -> Iterator[Any]:
         offset = None
@@ -437,6 +420,31 @@ class EdgeShardStore:
             yield from records
             if offset is None:
                 return
+
+
+def stored_point(
+    chunk: ChunkPoint, dim: int, sparse_doc: SparseFn, *, staged: bool = False
+) -> StoredPoint:
+    """A chunk as both stores write it: its size checked, its keyword vector made, its payload
+    marked as a chunk of its document (and as staged, for a large document's hidden version)."""
+    if len(chunk.vector) != dim:
+        raise ValueError(f"vector of size {len(chunk.vector)} for a store of size {dim}")
+    indices, values = sparse_doc(chunk.sparse_text)
+    payload = {**chunk.payload, "kind": "chunk", "doc_id": chunk.doc_id}
+    if staged:
+        payload[STAGED] = _STAGED_VALUE
+    return StoredPoint(
+        chunk.id, payload, list(chunk.vector), (indices, values) if indices else None
+    )
+
+
+def _edge_point(point: StoredPoint) -> Any:
+    vector: dict[str, Any] = {}
+    if point.dense is not None:
+        vector[DENSE] = list(point.dense)
+    if point.sparse is not None and point.sparse[0]:
+        vector[SPARSE] = qe.SparseVector(indices=point.sparse[0], values=point.sparse[1])
+    return qe.Point(id=point.id, vector=vector, payload=point.payload)
 
 
 def _edge_config(dim: int) -> Any:
