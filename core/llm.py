@@ -152,13 +152,8 @@ class OpenAICompatibleLLM(CustomLLM):
 
     def _openai(self) -> Any:
         if self._client is None:
-            import openai
-
-            self._client = openai.OpenAI(
-                base_url=self.base_url,
-                api_key=self._api_key or NO_KEY,
-                max_retries=self.max_retries,
-                timeout=openai.Timeout(self.timeout, connect=min(CONNECT_TIMEOUT, self.timeout)),
+            self._client = openai_client(
+                self.base_url, self._api_key, self.timeout, self.max_retries
             )
         return self._client
 
@@ -257,7 +252,7 @@ class OpenAICompatibleLLM(CustomLLM):
                 hint="wait a minute and try again, or raise [llm].max_retries",
             ) from err
         if isinstance(err, openai.APIStatusError):
-            detail = self._scrub(_server_message(err.body))
+            detail = self._scrub(server_message(err.body))
             raise ProviderError(
                 f"the LLM endpoint at {url} answered HTTP {err.status_code}"
                 + (f": {detail}" if detail else ""),
@@ -273,9 +268,7 @@ class OpenAICompatibleLLM(CustomLLM):
         raise err
 
     def _scrub(self, text: str) -> str:
-        """One line, short, and never the key (a server may echo what it was sent)."""
-        line = " ".join(text.split())[:200]
-        return line.replace(self._api_key, "***") if self._api_key else line
+        return scrub(text, self._api_key)
 
 
 def _reasoning(part: Any) -> str:
@@ -290,7 +283,26 @@ def _reasoning(part: Any) -> str:
     return ""
 
 
-def _server_message(body: object) -> str:
+def openai_client(base_url: str, api_key: str, timeout: float, max_retries: int) -> Any:
+    """The `openai` client kb talks to an endpoint with: the client's own retries and backoff
+    (`max_retries`), `timeout` per request, and a short connect timeout so a dead host fails fast."""
+    import openai
+
+    return openai.OpenAI(
+        base_url=base_url,
+        api_key=api_key or NO_KEY,
+        max_retries=max_retries,
+        timeout=openai.Timeout(timeout, connect=min(CONNECT_TIMEOUT, timeout)),
+    )
+
+
+def scrub(text: str, secret: str) -> str:
+    """One line, short, and never the key (a server may echo what it was sent)."""
+    line = " ".join(text.split())[:200]
+    return line.replace(secret, "***") if secret else line
+
+
+def server_message(body: object) -> str:
     """The `error.message` of an OpenAI-style error body, if there is one."""
     if isinstance(body, dict):
         inner = body.get("error", body)

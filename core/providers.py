@@ -21,7 +21,7 @@ from pydantic import PrivateAttr
 from core import bundled
 from core.config import EmbeddingSettings
 from core.errors import ConfigError, ProviderError
-from core.llm import CONNECT_TIMEOUT, NO_KEY, _server_message
+from core.llm import CONNECT_TIMEOUT, openai_client, scrub, server_message
 from core.models import DUAL, E5, FASTEMBED_MODEL, OPENAI_MODEL, OPENAI_URL, USE, openai_fingerprint
 
 _APPROX_TOKEN = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]|[^\W_]+|[^\w\s]", re.UNICODE)
@@ -163,13 +163,8 @@ class OpenAICompatibleEmbedding(KbEmbedding):
 
     def _openai(self) -> Any:
         if self._client is None:
-            import openai
-
-            self._client = openai.OpenAI(
-                base_url=self.base_url,
-                api_key=self._api_key or NO_KEY,
-                max_retries=self.max_retries,
-                timeout=openai.Timeout(self.timeout, connect=min(CONNECT_TIMEOUT, self.timeout)),
+            self._client = openai_client(
+                self.base_url, self._api_key, self.timeout, self.max_retries
             )
         return self._client
 
@@ -286,7 +281,7 @@ class OpenAICompatibleEmbedding(KbEmbedding):
                 "or lower [embedding].batch_size",
             ) from err
         if isinstance(err, openai.APIStatusError):
-            detail = self._scrub(_server_message(err.body))
+            detail = self._scrub(server_message(err.body))
             status = err.status_code
             raise ProviderError(
                 f"the embedding endpoint at {url} answered HTTP {status}"
@@ -306,9 +301,7 @@ class OpenAICompatibleEmbedding(KbEmbedding):
         raise err
 
     def _scrub(self, text: str) -> str:
-        """One line, short, and never the key (a server may echo what it was sent)."""
-        line = " ".join(text.split())[:200]
-        return line.replace(self._api_key, "***") if self._api_key else line
+        return scrub(text, self._api_key)
 
 
 def _causes(err: BaseException) -> set[str]:
