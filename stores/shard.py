@@ -213,7 +213,9 @@ class EdgeShardStore:
     def drop_staged(self, doc_id: str | None = None) -> None:
         """Remove staged points never committed (of one document, or all: left by a killed run)."""
         flt = _filter({"doc_id": doc_id} if doc_id else {}, staged=True)
-        self._write(qe.UpdateOperation.delete_points_by_filter(flt))
+        # Only write when there is something to drop: an unchanged re-ingest stays write-free.
+        if self._shard.count(qe.CountRequest(exact=True, filter=flt)):
+            self._write(qe.UpdateOperation.delete_points_by_filter(flt))
 
     def update_record(self, doc_id: str, fields: dict[str, Any]) -> None:
         """Change fields of a document's record (not its chunks)."""
