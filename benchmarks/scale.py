@@ -652,7 +652,7 @@ def phase_query(work: Path, count: int, profile: bool) -> dict[str, Any]:
 @contextmanager
 def _counting(shard: Any, calls: Counter[str], spent: dict[str, float]) -> Iterator[None]:
     """Count and time the shard's search calls (instance attributes, removed afterwards)."""
-    names = ("dense_search", "sparse_search", "facet", "count", "neighbours", "records")
+    names = ("search_many", "dense_search", "sparse_search", "facet", "count", "neighbours")
     for name in names:
         original = getattr(shard, name)
 

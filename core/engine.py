@@ -21,6 +21,7 @@ from core.text import ANALYZER_VERSION, sparse_document, sparse_query
 from stores.shard import (
     CollectionMismatch,
     EdgeShardStore,
+    Search,
     StoreLocked,
     StoreMissing,
     StoreUnavailable,
@@ -35,6 +36,8 @@ if TYPE_CHECKING:
     from stores.vector_store import KbVectorStore
 
     Store = EdgeShardStore | QdrantStore
+
+__all__ = ["Engine", "Search", "open_engine"]  # Search: what retrieval batches (from stores)
 
 FORMAT_VERSION = 1
 CHUNKER_VERSION = "sections-sentences-v1"  # bump when chunk boundaries or embedded text change

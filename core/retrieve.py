@@ -27,7 +27,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from core.engine import Engine
+from core.engine import Engine, Search
 from core.errors import ConfigError
 from core.models import dual_split
 from core.results import Source
@@ -77,6 +77,16 @@ class _Candidate:
     score: float = 0.0
 
 
+@dataclass(frozen=True)
+class _Group:
+    """The chunks of one language (or all): the query vector they are searched with, the conditions
+    that select them, and what scales their top cosine back to e5's (`local-dual`)."""
+
+    vector: list[float]
+    conditions: dict[str, Any]
+    scale: float
+
+
 def retrieve(query: RetrievalQuery, engine: Engine) -> Retrieval:
     """The `top_k` chunks that best match the question, as numbered sources."""
     began = time.perf_counter()
@@ -90,8 +100,8 @@ def retrieve(query: RetrievalQuery, engine: Engine) -> Retrieval:
     ranges: dict[str | None, tuple[float, float]] = {}  # language -> (lowest, highest) cosine
     languages: tuple[str, ...] = ()
     best_dense: float | None = None
-    # language -> the dense query vector its chunks were searched with
-    group_vectors: dict[str | None, list[float]] = {}
+    groups: dict[str | None, _Group] = {}  # language (None: all at once) -> how it is searched
+    searches: list[Search] = []
     if vector is not None:
         present = sorted(str(lang) for lang in shard.facet("lang", conditions))
         if query.balance_languages and len(present) > 1:
@@ -102,28 +112,36 @@ def retrieve(query: RetrievalQuery, engine: Engine) -> Retrieval:
             scoped = {**conditions, "lang": language} if language else conditions
             written_in = language or (present[0] if len(present) == 1 else None)
             same = written_in == asked_in
-            group_vector = _group_vector(vector, split, same_language=same)
-            group_vectors[language] = group_vector
-            hits = shard.dense_search(group_vector, limit=depth, conditions=scoped)
-            if not hits:
-                continue
-            negated = [-x for x in group_vector]
-            farthest = shard.dense_search(negated, limit=1, conditions=scoped, with_payload=False)
-            ranges[language] = (-farthest[0].score, hits[0].score)
             # With both models in one vector, a same-language search measures e5 alone at 1/sqrt(2).
-            top = hits[0].score * (math.sqrt(2) if split and same else 1.0)
-            best_dense = top if best_dense is None else max(best_dense, top)
-            for hit in hits:
-                candidates[hit.id] = _Candidate(hit.id, hit.payload, dense=hit.score)
+            scale = math.sqrt(2) if split and same else 1.0
+            group = _Group(_group_vector(vector, split, same_language=same), scoped, scale)
+            groups[language] = group
+            # The nearest chunks, and the farthest one (nearest to the negated query): its cosine
+            # is the lowest, which the normalisation needs. Scored together in one pass.
+            searches.append(Search(depth, group.vector, conditions=scoped))
+            negated = [-x for x in group.vector]
+            searches.append(Search(1, negated, conditions=scoped, with_payload=False))
+    if query.mode != "dense":
+        searches.append(Search(depth, text=query.question, conditions=conditions))
+    results = iter(shard.search_many(searches))
+    for language, group in groups.items():
+        hits, farthest = next(results), next(results)
+        if not hits:
+            continue
+        ranges[language] = (-farthest[0].score, hits[0].score)
+        top = hits[0].score * group.scale
+        best_dense = top if best_dense is None else max(best_dense, top)
+        for hit in hits:
+            candidates[hit.id] = _Candidate(hit.id, hit.payload, dense=hit.score)
     best_sparse = 0.0
     if query.mode != "dense":
-        hits = shard.sparse_search(query.question, limit=depth, conditions=conditions)
+        hits = next(results)
         best_sparse = hits[0].score if hits else 0.0
         for hit in hits:
             candidate = candidates.setdefault(hit.id, _Candidate(hit.id, hit.payload))
             candidate.sparse = hit.score
     if query.mode == "hybrid" and vector is not None and best_sparse > 0:
-        _fill_missing(query.question, group_vectors, candidates, engine, conditions)
+        _fill_missing(query.question, groups, candidates, engine, conditions)
     searched = time.perf_counter()
     for candidate in candidates.values():
         candidate.score = _score(candidate, query, ranges, languages, best_sparse)
@@ -199,30 +217,33 @@ def _group_vector(vector: list[float], split: int | None, *, same_language: bool
 
 def _fill_missing(
     question: str,
-    group_vectors: dict[str | None, list[float]],
+    groups: dict[str | None, _Group],
     candidates: dict[str, _Candidate],
     engine: Engine,
     conditions: dict[str, Any],
 ) -> None:
-    """Score each candidate on the side that did not find it (dense: with its language's query)."""
-    for language, vector in group_vectors.items():
+    """Score each candidate on the side that did not find it (dense: with its language's query),
+    all in one batch of searches restricted to those ids."""
+    searches: list[Search] = []
+    for language, group in groups.items():
         no_dense = [
             c.id
             for c in candidates.values()
             if c.dense is None and (language is None or c.payload.get("lang") == language)
         ]
         if no_dense:
-            scoped = {**conditions, "lang": language} if language else conditions
-            for hit in engine.shard.dense_search(
-                vector, limit=len(no_dense), conditions=scoped, ids=no_dense, with_payload=False
-            ):
-                candidates[hit.id].dense = hit.score
+            searches.append(
+                Search(len(no_dense), group.vector, None, group.conditions, no_dense, False)
+            )
     no_sparse = [c.id for c in candidates.values() if c.sparse == 0.0]
     if no_sparse:
-        for hit in engine.shard.sparse_search(
-            question, limit=len(no_sparse), conditions=conditions, ids=no_sparse, with_payload=False
-        ):
-            candidates[hit.id].sparse = hit.score
+        searches.append(Search(len(no_sparse), None, question, conditions, no_sparse, False))
+    for search, hits in zip(searches, engine.shard.search_many(searches), strict=True):
+        for hit in hits:
+            if search.vector is not None:
+                candidates[hit.id].dense = hit.score
+            else:
+                candidates[hit.id].sparse = hit.score
 
 
 def _score(

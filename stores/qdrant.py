@@ -35,10 +35,12 @@ from stores.shard import (
     CollectionMismatch,
     Conditions,
     Hit,
+    Search,
     SparseFn,
     StoredPoint,
     StoreMissing,
     StoreUnavailable,
+    _hit,
     record_id,
     stored_point,
 )
@@ -270,19 +272,11 @@ class QdrantStore:
         *,
         limit: int,
         conditions: Conditions | None = None,
-        exclude: Conditions | None = None,
         ids: Sequence[str] | None = None,
         with_payload: bool = True,
     ) -> list[Hit]:
         """Chunks nearest to `vector` by cosine similarity, best first; `ids` restricts to those."""
-        flt = _filter({**(conditions or {}), "kind": "chunk"}, exclude, ids)
-        return self._query(
-            query=list(vector),
-            using=DENSE,
-            flt=flt,
-            limit=limit,
-            with_payload=with_payload,
-        )
+        return self.search_many([Search(limit, vector, None, conditions, ids, with_payload)])[0]
 
     def sparse_search(
         self,
@@ -290,18 +284,44 @@ class QdrantStore:
         *,
         limit: int,
         conditions: Conditions | None = None,
-        exclude: Conditions | None = None,
         ids: Sequence[str] | None = None,
         with_payload: bool = True,
     ) -> list[Hit]:
         """Chunks sharing keywords with `text`, by BM25-style score (IDF kept by the server)."""
-        query = self._sparse_vector(text)
-        if query is None:
-            return []
-        flt = _filter({**(conditions or {}), "kind": "chunk"}, exclude, ids)
-        return self._query(
-            query=query, using=SPARSE, flt=flt, limit=limit, with_payload=with_payload
+        return self.search_many([Search(limit, None, text, conditions, ids, with_payload)])[0]
+
+    def search_many(self, searches: Sequence[Search]) -> list[list[Hit]]:
+        """Several searches in one request to the server; one result list per search (empty for
+        a keyword search whose text has no keyword)."""
+        requests: list[models.QueryRequest | None] = []
+        for search in searches:
+            query: Any
+            if search.vector is not None:
+                query, using = list(search.vector), DENSE
+            else:
+                query, using = self._sparse_vector(search.text), SPARSE
+            if query is None:
+                requests.append(None)
+                continue
+            flt = _filter({**(search.conditions or {}), "kind": "chunk"}, ids=search.ids)
+            requests.append(
+                models.QueryRequest(
+                    query=query,
+                    using=using,
+                    filter=flt,
+                    limit=search.limit,
+                    with_payload=search.with_payload,
+                )
+            )
+        asked = [r for r in requests if r is not None]
+        responses = iter(
+            self._call(lambda c: c.query_batch_points(self.collection, requests=asked))
+            if asked
+            else []
         )
+        return [
+            [] if r is None else [_hit(point) for point in next(responses).points] for r in requests
+        ]
 
     def facet(self, key: str, conditions: Conditions | None = None) -> dict[Any, int]:
         """How many chunks carry each value of the indexed payload field `key`."""
@@ -362,7 +382,7 @@ class QdrantStore:
                 with_payload=with_payload,
             )
         )
-        return [Hit(str(p.id), float(p.score), p.payload or {}) for p in response.points]
+        return [_hit(point) for point in response.points]
 
     def _scroll(self, flt: Any, with_payload: Any, with_vectors: Any = False) -> Iterator[Any]:
         offset = None

@@ -91,6 +91,19 @@ class Hit:
     payload: dict[str, Any]
 
 
+@dataclass(frozen=True)
+class Search:
+    """One search of a batch over chunks: by dense `vector` (cosine) or keyword `text` (BM25-style),
+    restricted by payload `conditions` and, when given, to `ids`."""
+
+    limit: int
+    vector: Sequence[float] | None = None
+    text: str | None = None
+    conditions: Conditions | None = None
+    ids: Sequence[str] | None = None
+    with_payload: bool = True
+
+
 def record_id(doc_id: str) -> str:
     """The id of a file's record point."""
     return str(uuid.uuid5(_RECORD_NAMESPACE, doc_id))
@@ -116,6 +129,8 @@ class EdgeShardStore:
         self._sparse_doc = sparse_doc
         self._sparse_query = sparse_query
         self._dirty = False
+        # Facet counts until the next write: nobody else writes while this process holds the lock.
+        self._facets: dict[str, dict[Any, int]] = {}
 
     @classmethod
     def open(
@@ -341,16 +356,11 @@ class EdgeShardStore:
         *,
         limit: int,
         conditions: Conditions | None = None,
-        exclude: Conditions | None = None,
         ids: Sequence[str] | None = None,
         with_payload: bool = True,
     ) -> list[Hit]:
-        """Chunks nearest to `vector` by cosine similarity (exact), best first; `ids` restricts to those."""
-        flt = _filter({**(conditions or {}), "kind": "chunk"}, exclude, ids)
-        query = qe.Query.Nearest(list(vector), using=DENSE)
-        return self._query(
-            qe.QueryRequest(limit=limit, query=query, filter=flt, with_payload=with_payload)
-        )
+        """Chunks nearest to `vector` by cosine similarity, best first; `ids` restricts to those."""
+        return self.search_many([Search(limit, vector, None, conditions, ids, with_payload)])[0]
 
     def sparse_search(
         self,
@@ -358,26 +368,45 @@ class EdgeShardStore:
         *,
         limit: int,
         conditions: Conditions | None = None,
-        exclude: Conditions | None = None,
         ids: Sequence[str] | None = None,
         with_payload: bool = True,
     ) -> list[Hit]:
         """Chunks sharing keywords with `text`, by BM25-style score (IDF kept by the engine)."""
-        query = self._sparse_nearest(text)
-        if query is None:
-            return []
-        flt = _filter({**(conditions or {}), "kind": "chunk"}, exclude, ids)
-        return self._query(
-            qe.QueryRequest(limit=limit, query=query, filter=flt, with_payload=with_payload)
-        )
+        return self.search_many([Search(limit, None, text, conditions, ids, with_payload)])[0]
+
+    def search_many(self, searches: Sequence[Search]) -> list[list[Hit]]:
+        """Several searches planned as one batch: searches of one segment share a pass over it, and
+        those differing only in their vector are scored together. One result list per search (empty
+        for a keyword search whose text has no keyword)."""
+        requests: list[Any] = []
+        for search in searches:
+            if search.vector is not None:
+                query = qe.Query.Nearest(list(search.vector), using=DENSE)
+            else:
+                query = self._sparse_nearest(search.text)
+            if query is None:
+                requests.append(None)
+                continue
+            flt = _filter({**(search.conditions or {}), "kind": "chunk"}, ids=search.ids)
+            requests.append(
+                qe.QueryRequest(
+                    limit=search.limit, query=query, filter=flt, with_payload=search.with_payload
+                )
+            )
+        asked = [r for r in requests if r is not None]
+        answers = iter(self._shard.query_batch(qe.QueryBatchRequest(asked)) if asked else [])
+        return [[] if r is None else [_hit(point) for point in next(answers)] for r in requests]
 
     def facet(self, key: str, conditions: Conditions | None = None) -> dict[Any, int]:
         """How many chunks carry each value of the indexed payload field `key`."""
-        flt = _filter({**(conditions or {}), "kind": "chunk"})
-        # Counted through the field's index: 10x faster than exact=True at 200,000 chunks (13 vs
-        # 142 ms, benchmarks/scale.py). Counts may be approximate; every value present is listed.
-        response = self._shard.facet(qe.FacetRequest(key=key, limit=1000, exact=False, filter=flt))
-        return {hit.value: int(hit.count) for hit in response.hits}
+        asked = json.dumps([key, conditions], sort_keys=True, default=str)
+        if asked not in self._facets:
+            flt = _filter({**(conditions or {}), "kind": "chunk"})
+            # Counted through the field's index: 10x faster than exact=True at 200,000 chunks (13
+            # vs 142 ms, benchmarks/scale.py). Counts may be approximate; every value is listed.
+            request = qe.FacetRequest(key=key, limit=1000, exact=False, filter=flt)
+            self._facets[asked] = {h.value: int(h.count) for h in self._shard.facet(request).hits}
+        return dict(self._facets[asked])
 
     def neighbours(self, doc_id: str, indices: Sequence[int]) -> list[Hit]:
         """A document's chunks at the given `chunk_index` positions (score 0), in index order."""
@@ -398,10 +427,11 @@ class EdgeShardStore:
         return qe.Query.Nearest(qe.SparseVector(indices=indices, values=values), using=SPARSE)
 
     def _query(self, request: Any) -> list[Hit]:
-        return [Hit(str(h.id), float(h.score), h.payload or {}) for h in self._shard.query(request)]
+        return [_hit(point) for point in self._shard.query(request)]
 
     def _write(self, operation: Any) -> None:
         self._dirty = True
+        self._facets.clear()
         self._shard.update(operation)
 
     def _point(self, chunk: ChunkPoint, *, staged: bool = False) -> Any:
@@ -438,6 +468,11 @@ def stored_point(
     return StoredPoint(
         chunk.id, payload, list(chunk.vector), (indices, values) if indices else None
     )
+
+
+def _hit(point: Any) -> Hit:
+    """A scored point of either client as a `Hit`."""
+    return Hit(str(point.id), float(point.score), point.payload or {})
 
 
 def _edge_point(point: StoredPoint) -> Any:
