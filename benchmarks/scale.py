@@ -436,7 +436,7 @@ def phase_ingest(work: Path, direct: bool) -> dict[str, Any]:
     if direct:
         result = _direct_ingest(manifest["files"], settings, embedder, on_progress)
     else:
-        steps = ("_read", "_nodes", "_embed", "_commit")
+        steps = ("_read", "_nodes", "_embed", "_commit", "_optimize")
         with timed_steps(steps) as spent:
             report = core.ingest.run_ingest(
                 settings, [work / "docs"], embedder=embedder, on_progress=on_progress
@@ -448,6 +448,7 @@ def phase_ingest(work: Path, direct: bool) -> dict[str, Any]:
             "read_chunk_s": spent.get("_read", 0.0) + spent.get("_nodes", 0.0),
             "embed_s": spent.get("_embed", 0.0),
             "store_write_s": spent.get("_commit", 0.0),  # keyword vectors, points, upserts
+            "index_s": spent.get("_optimize", 0.0),  # the store indexing (HNSW) what grew
         }
     wall = time.perf_counter() - began
     result.update(
@@ -482,14 +483,16 @@ def _tenths(rates: list[tuple[int, float]]) -> list[float]:
 def _direct_ingest(
     files: int, settings: Any, embedder: KbEmbedding, on_progress: Callable[[Any], None]
 ) -> dict[str, Any]:
-    """The same chunks and payload fields as `kb ingest`, written per file with `replace_document`."""
+    """The same chunks and payload fields as `kb ingest`, written per file with `replace_document`
+    and indexed as ingest does."""
     from core.engine import open_engine
     from core.results import IngestProgress
     from core.text import detect_language
     from stores.shard import ChunkPoint
 
     chunks_done = 0
-    read_s = embed_s = write_s = 0.0
+    read_s = embed_s = write_s = index_s = 0.0
+    indexed_at = 0
     with open_engine(settings, purpose="write", embedder=embedder) as engine:
         for index in range(files):
             t0 = time.perf_counter()
@@ -529,7 +532,14 @@ def _direct_ingest(
             t3 = time.perf_counter()
             read_s, embed_s, write_s = read_s + t1 - t0, embed_s + t2 - t1, write_s + t3 - t2
             chunks_done += len(points)
+            if chunks_done - indexed_at >= 2 * settings.store.index_after:  # as ingest does
+                t3 = time.perf_counter()
+                engine.shard.optimize()
+                index_s, indexed_at = index_s + time.perf_counter() - t3, chunks_done
             on_progress(IngestProgress("write", index + 1, files, chunks_done, 0, 0.0))
+        t3 = time.perf_counter()
+        engine.shard.optimize()
+        index_s += time.perf_counter() - t3
         engine.shard.flush()
         total = engine.shard.count()
     return {
@@ -539,6 +549,7 @@ def _direct_ingest(
         "read_chunk_s": read_s,  # generate + chunk (no file reading in this mode)
         "embed_s": embed_s,
         "store_write_s": write_s,
+        "index_s": index_s,
     }
 
 
@@ -567,22 +578,6 @@ def phase_reopen(work: Path, question: str) -> dict[str, Any]:
         "sources": len(result.sources),
         "peak_rss_mib": peak_rss_mib(),
     }
-
-
-def phase_optimize(work: Path) -> dict[str, Any]:
-    """Run Qdrant Edge's segment optimizer (HNSW, immutable segments) on the knowledge base."""
-    from core.engine import open_engine
-
-    settings = make_settings(work / "home")
-    with open_engine(settings, purpose="read", embedder=seeded_embedder()) as engine:
-        edge: Any = engine.shard.client  # the qdrant_edge.EdgeShard
-        before = shard_info(engine.shard)
-        began = time.perf_counter()
-        edge.optimize()
-        edge.flush()
-        seconds = time.perf_counter() - began
-        after = shard_info(engine.shard)
-    return {"seconds": seconds, "before": before, "after": after, "peak_rss_mib": peak_rss_mib()}
 
 
 def phase_query(work: Path, count: int, profile: bool) -> dict[str, Any]:
@@ -754,8 +749,9 @@ def summary_rows(figures: dict[str, Any]) -> list[tuple[str, str, str, str]]:
         (f"ingest wall ({mode})", f"{ing['wall_s']:.0f} s", "", ""),
         ("ingest chunks/s", f"{ing['chunks_per_s']:.0f}", "", ""),
         (
-            "  of which read+chunk / embed / keyword vectors+store writes",
-            f"{ing['read_chunk_s']:.0f} / {ing['embed_s']:.0f} / {ing['store_write_s']:.0f} s",
+            "  of which read+chunk / embed / keyword vectors+writes / indexing",
+            f"{ing['read_chunk_s']:.0f} / {ing['embed_s']:.0f} / {ing['store_write_s']:.0f} / "
+            f"{ing.get('index_s', 0.0):.0f} s",
             "",
             "",
         ),
@@ -825,16 +821,6 @@ def summary_rows(figures: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     rows.append(("store calls per question", calls, "", ""))
     rows.append(("store ms per question (mean)", spent, "", ""))
     rows.append(("shard", json.dumps(query["shard"]), "", ""))
-    if "optimize" in figures:
-        opt = figures["optimize"]
-        rows.append(
-            (
-                "optimizer run after ingest (kb does not run it today)",
-                f"{opt['seconds']:.0f} s, peak RSS {opt['peak_rss_mib']:.0f} MiB ({_split(opt)})",
-                "",
-                "",
-            )
-        )
     loads = ", ".join(f"{k} {a:.2f}->{b:.2f}" for k, (a, b) in figures["load"].items())
     rows.append(("1-min load average per phase", loads, "", ""))
     return rows
@@ -869,15 +855,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--questions", type=int, default=QUESTIONS, help="timed hybrid questions")
     p.add_argument("--reopens", type=int, default=REOPENS, help="cold reopen processes")
     p.add_argument("--profile", action="store_true", help="pyinstrument the timed questions")
-    p.add_argument(
-        "--optimize",
-        action="store_true",
-        help="after ingesting, run Qdrant Edge's optimizer (HNSW, immutable segments; kb does not "
-        "today) and measure reopen and queries on the result",
-    )
-    p.add_argument(
-        "--phase", choices=("ingest", "optimize", "reopen", "query"), help=argparse.SUPPRESS
-    )
+    p.add_argument("--phase", choices=("ingest", "reopen", "query"), help=argparse.SUPPRESS)
     p.add_argument("--question", default="", help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
@@ -889,8 +867,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         with RssSampler() as rss:
             if args.phase == "ingest":
                 result = phase_ingest(work, args.direct)
-            elif args.phase == "optimize":
-                result = phase_optimize(work)
             elif args.phase == "reopen":
                 result = phase_reopen(work, args.question)
             else:
@@ -923,14 +899,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"ingest: {ing['files']} files, {ing['chunks']} chunks in {ing['wall_s']:.0f} s "
             f"({ing['chunks_per_s']:.0f} chunks/s), peak RSS {ing['peak_rss_mib']:.0f} MiB"
         )
-        if args.optimize and "optimize" not in manifest:
-            log("optimizing...")
-            before = os.getloadavg()[0]
-            manifest["optimize"] = run_phase(work, "optimize")
-            figures["load"]["optimize"] = (before, os.getloadavg()[0])
-            (work / "manifest.json").write_text(json.dumps(manifest))
-        if "optimize" in manifest:  # a kept knowledge base stays optimized
-            figures["optimize"] = manifest["optimize"]
         figures["disk_mib"] = folder_mib(work / "home")
 
         log(f"reopening {args.reopens} times...")

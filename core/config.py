@@ -108,6 +108,12 @@ class StoreSettings(_Section):
         1, ge=1, le=16, description="backend=qdrant: copies of each shard (replication factor)"
     )
     timeout: float = Field(30.0, gt=0, description="backend=qdrant: seconds per server request")
+    index_after: int = Field(
+        20_000,
+        ge=10,
+        description="backend=edge: chunks a segment holds before ingest indexes it (HNSW); "
+        "smaller knowledge bases are searched exactly",
+    )
 
 
 class IngestSettings(_Section):

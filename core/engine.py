@@ -204,6 +204,7 @@ def open_store(
             sparse_query_fn=sparse_query,
             create=create,
             wait_seconds=wait_seconds,
+            index_after=settings.store.index_after,
         )
     except StoreMissing as err:
         place = (

@@ -150,6 +150,7 @@ def ingest(
         )
     problems = list(plan.problems)
     stats, written = _write_changes(plan, engine, cache, problems, progress)
+    _optimize(engine, progress)  # without changes, only a check (or settings changed since)
     engine.shard.flush()
     return replace(
         report,
@@ -491,7 +492,13 @@ def _write_changes(
     bytes_read = 0
     chunks_seen = 0
     pending: list[tuple[_Prepared, str | None]] = []
+    # A long ingest indexes as it goes: the store's growing segment (and its memory) stays bounded.
+    optimize_every = 2 * engine.settings.store.index_after
+    optimized_at = 0
     for candidate, digest, reuse_from in work:
+        if stats["written"] - optimized_at >= optimize_every:
+            _optimize(engine, progress)
+            optimized_at = stats["written"]
         progress.emit("read", candidate.rel_path)
         bytes_read += candidate.size
         try:
@@ -718,6 +725,12 @@ def _write_large(
     progress.files_done += 1
     progress.emit("write", read.candidate.rel_path)
     return stats
+
+
+def _optimize(engine: Engine, progress: _Progress) -> None:
+    """Let the store index what has grown past `[store] index_after` (nothing, when small)."""
+    progress.emit("index")
+    engine.shard.optimize()
 
 
 def _record(

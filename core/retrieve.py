@@ -3,10 +3,12 @@
 Hybrid fuses scores, not ranks: each chunk's dense (cosine) and keyword (BM25) scores are min-max
 normalised over the whole knowledge base and combined as `w * dense + (1 - w) * keyword`
 (`[retrieval] dense_weight`). Measured better than reciprocal-rank fusion on SciFact and XQuAD
-(README, performance). The normalisation is exact and cheap: the highest score is the top hit, the
-lowest keyword score is 0 (a chunk sharing no word), and the lowest cosine is minus the top score of
-the negated query. Every candidate gets both scores (the engine scores the missing side for exactly
-those ids), so a chunk found by one side only is never ranked on half its evidence.
+(README, performance). The normalisation is cheap: the highest score is the top hit, the lowest
+keyword score is 0 (a chunk sharing no word), and the lowest cosine is minus the top score of the
+negated query (exact, or once the store is indexed a rough search: about the lowest is enough).
+Every candidate gets both scores (the engine scores the missing side for exactly those ids), so a
+chunk found by one side only is never ranked on half its evidence. The searches go to the store in
+two batches; payloads are read only for the candidates that rank high enough to be looked at.
 
 Language balance: the bundled e5 model scores same-language pairs about 0.07 higher, so in a
 knowledge base holding several languages a Chinese question would rarely reach an English chunk.
@@ -71,10 +73,11 @@ class Retrieval:
 @dataclass
 class _Candidate:
     id: str
-    payload: dict[str, Any]
+    payload: dict[str, Any] = field(default_factory=dict)  # read once the candidate ranks high
     dense: float | None = None
     sparse: float = 0.0
     score: float = 0.0
+    group: str | None = None  # the language whose search gave the dense score (None: one search)
 
 
 @dataclass(frozen=True)
@@ -118,11 +121,13 @@ def retrieve(query: RetrievalQuery, engine: Engine) -> Retrieval:
             groups[language] = group
             # The nearest chunks, and the farthest one (nearest to the negated query): its cosine
             # is the lowest, which the normalisation needs. Scored together in one pass.
-            searches.append(Search(depth, group.vector, conditions=scoped))
+            searches.append(Search(depth, group.vector, conditions=scoped, with_payload=False))
             negated = [-x for x in group.vector]
-            searches.append(Search(1, negated, conditions=scoped, with_payload=False))
+            searches.append(Search(1, negated, conditions=scoped, with_payload=False, rough=True))
     if query.mode != "dense":
-        searches.append(Search(depth, text=query.question, conditions=conditions))
+        searches.append(
+            Search(depth, text=query.question, conditions=conditions, with_payload=False)
+        )
     results = iter(shard.search_many(searches))
     for language, group in groups.items():
         hits, farthest = next(results), next(results)
@@ -132,23 +137,23 @@ def retrieve(query: RetrievalQuery, engine: Engine) -> Retrieval:
         top = hits[0].score * group.scale
         best_dense = top if best_dense is None else max(best_dense, top)
         for hit in hits:
-            candidates[hit.id] = _Candidate(hit.id, hit.payload, dense=hit.score)
+            candidates[hit.id] = _Candidate(hit.id, dense=hit.score, group=language)
     best_sparse = 0.0
     if query.mode != "dense":
         hits = next(results)
         best_sparse = hits[0].score if hits else 0.0
         for hit in hits:
-            candidate = candidates.setdefault(hit.id, _Candidate(hit.id, hit.payload))
+            candidate = candidates.setdefault(hit.id, _Candidate(hit.id))
             candidate.sparse = hit.score
     if query.mode == "hybrid" and vector is not None and best_sparse > 0:
         _fill_missing(query.question, groups, candidates, engine, conditions)
     searched = time.perf_counter()
     for candidate in candidates.values():
-        candidate.score = _score(candidate, query, ranges, languages, best_sparse)
+        candidate.score = _score(candidate, query, ranges, best_sparse)
     ranked = sorted(candidates.values(), key=lambda c: (-c.score, c.id))
     reranker = engine.reranker
     keep = max(query.top_k, RERANK_POOL) if reranker is not None else query.top_k
-    ranked = _collapse_near_duplicates(ranked, limit=keep)
+    ranked = _collapse_near_duplicates(ranked, limit=keep, engine=engine)
     if reranker is not None and ranked:
         pool = ranked[:RERANK_POOL]
         scores = reranker.rerank(query.question, [str(c.payload.get("text", "")) for c in pool])
@@ -222,26 +227,26 @@ def _fill_missing(
     engine: Engine,
     conditions: dict[str, Any],
 ) -> None:
-    """Score each candidate on the side that did not find it (dense: with its language's query),
-    all in one batch of searches restricted to those ids."""
-    searches: list[Search] = []
-    for language, group in groups.items():
-        no_dense = [
-            c.id
-            for c in candidates.values()
-            if c.dense is None and (language is None or c.payload.get("lang") == language)
-        ]
-        if no_dense:
-            searches.append(
-                Search(len(no_dense), group.vector, None, group.conditions, no_dense, False)
-            )
+    """Score each candidate on the side that did not find it, all in one batch of searches
+    restricted to those ids. Dense: each language's search with its own query, which finds exactly
+    the candidates written in that language."""
+    searches: list[tuple[str | None, Search]] = []
+    no_dense = [c.id for c in candidates.values() if c.dense is None]
+    if no_dense:
+        for language, group in groups.items():
+            search = Search(len(no_dense), group.vector, None, group.conditions, no_dense, False)
+            searches.append((language, search))
     no_sparse = [c.id for c in candidates.values() if c.sparse == 0.0]
     if no_sparse:
-        searches.append(Search(len(no_sparse), None, question, conditions, no_sparse, False))
-    for search, hits in zip(searches, engine.shard.search_many(searches), strict=True):
+        searches.append(
+            (None, Search(len(no_sparse), None, question, conditions, no_sparse, False))
+        )
+    answers = engine.shard.search_many([search for _, search in searches])
+    for (language, search), hits in zip(searches, answers, strict=True):
         for hit in hits:
             if search.vector is not None:
                 candidates[hit.id].dense = hit.score
+                candidates[hit.id].group = language
             else:
                 candidates[hit.id].sparse = hit.score
 
@@ -250,7 +255,6 @@ def _score(
     candidate: _Candidate,
     query: RetrievalQuery,
     ranges: dict[str | None, tuple[float, float]],
-    languages: tuple[str, ...],
     best_sparse: float,
 ) -> float:
     if query.mode == "sparse":
@@ -258,26 +262,33 @@ def _score(
     dense = candidate.dense if candidate.dense is not None else -1.0
     if query.mode == "dense":
         return dense
-    language = str(candidate.payload.get("lang")) if languages else None
-    low, high = ranges.get(language, (0.0, 1.0))
+    low, high = ranges.get(candidate.group, (0.0, 1.0))
     dense_norm = (dense - low) / (high - low) if high > low else 1.0
     sparse_norm = candidate.sparse / best_sparse if best_sparse > 0 else 0.0
     weight = query.dense_weight
     return weight * min(1.0, max(0.0, dense_norm)) + (1 - weight) * sparse_norm
 
 
-def _collapse_near_duplicates(ranked: list[_Candidate], *, limit: int) -> list[_Candidate]:
-    """Keep the best of chunks whose text is (nearly) the same: copies of a file, repeated boilerplate."""
+def _collapse_near_duplicates(
+    ranked: list[_Candidate], *, limit: int, engine: Engine
+) -> list[_Candidate]:
+    """Keep the best of chunks whose text is (nearly) the same: copies of a file, repeated
+    boilerplate. Payloads are read here, a page at a time, only for the candidates looked at."""
     kept: list[_Candidate] = []
     shingles: list[set[str]] = []
-    for candidate in ranked:
-        grams = _trigrams(str(candidate.payload.get("text", "")))
-        if any(_near(grams, other) for other in shingles):
-            continue
-        kept.append(candidate)
-        shingles.append(grams)
-        if len(kept) >= limit:
-            break
+    page = max(2 * limit, 10)
+    for start in range(0, len(ranked), page):
+        window = ranked[start : start + page]
+        payloads = engine.shard.payloads([c.id for c in window if not c.payload])
+        for candidate in window:
+            candidate.payload = candidate.payload or payloads.get(candidate.id, {})
+            grams = _trigrams(str(candidate.payload.get("text", "")))
+            if any(_near(grams, other) for other in shingles):
+                continue
+            kept.append(candidate)
+            shingles.append(grams)
+            if len(kept) >= limit:
+                return kept
     return kept
 
 

@@ -29,6 +29,8 @@ from stores.shard import (
     _SCROLL_PAGE,
     _STAGED_VALUE,
     DENSE,
+    ROUGH_EF,
+    SEARCH_EF,
     SPARSE,
     STAGED,
     ChunkPoint,
@@ -175,6 +177,10 @@ class QdrantStore:
         """Write points exactly as given (vectors included): how a knowledge base is copied."""
         self._upsert([_server_point(point) for point in points])
 
+    def optimize(self) -> bool:
+        """Nothing to do: the server indexes and merges segments on its own."""
+        return False
+
     def flush(self) -> None:
         """Nothing to do: every write has been applied by the server when it returns."""
 
@@ -304,6 +310,8 @@ class QdrantStore:
                 requests.append(None)
                 continue
             flt = _filter({**(search.conditions or {}), "kind": "chunk"}, ids=search.ids)
+            beam = ROUGH_EF if search.rough else SEARCH_EF
+            params = models.SearchParams(hnsw_ef=beam) if search.vector is not None else None
             requests.append(
                 models.QueryRequest(
                     query=query,
@@ -311,6 +319,7 @@ class QdrantStore:
                     filter=flt,
                     limit=search.limit,
                     with_payload=search.with_payload,
+                    params=params,
                 )
             )
         asked = [r for r in requests if r is not None]
@@ -322,6 +331,15 @@ class QdrantStore:
         return [
             [] if r is None else [_hit(point) for point in next(responses).points] for r in requests
         ]
+
+    def payloads(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The payloads of the given points, by id."""
+        if not ids:
+            return {}
+        records = self._call(
+            lambda c: c.retrieve(self.collection, ids=list(ids), with_payload=True)
+        )
+        return {str(r.id): r.payload or {} for r in records}
 
     def facet(self, key: str, conditions: Conditions | None = None) -> dict[Any, int]:
         """How many chunks carry each value of the indexed payload field `key`."""

@@ -34,6 +34,7 @@ def _env(home: Path, delay: float) -> dict[str, str]:
     env.update(
         KB_KB__HOME=str(home),
         KB_EMBEDDING__BATCH_SIZE="4",
+        KB_STORE__INDEX_AFTER="100",  # the store indexes (HNSW) every 200 chunks and at the end
         CRASH_TEST_EMBED_DELAY=str(delay),
         PYTHONPATH=str(REPO),
     )
@@ -187,6 +188,50 @@ def test_sigkill_at_random_moments_never_loses_or_duplicates_anything(tmp_path: 
     assert after_kills["count"] == clean["count"] == len(clean["chunks"])
     assert after_kills["staged"] == clean["staged"] == 0
     assert len(clean["files"]) == len(list(docs.rglob("*.*")))
+
+
+def test_a_kill_while_the_store_indexes_loses_nothing(tmp_path: Path) -> None:
+    """Qdrant Edge's optimizer rewrites segments (HNSW graph, int8 copies, merges): kills landing
+    while it runs leave every file whole or absent, and the next ingest ends where a clean one does."""
+    rng = random.Random(20261125)
+    docs = tmp_path / "docs"
+    _write_folder(docs, rng)
+    home = tmp_path / "home"
+    marks = tmp_path / "indexing"
+    during = finished = 0
+    for _ in range(30):
+        marks.write_bytes(b"")
+        process = subprocess.Popen(
+            [sys.executable, "-m", "tests.crash_ingest", "ingest", str(docs), "--json"],
+            env={**_env(home, 0.0), "CRASH_TEST_INDEX_TRACE": str(marks)},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            while not marks.read_bytes() and process.poll() is None:
+                time.sleep(0.001)
+            time.sleep(rng.uniform(0, 0.03))
+            state = marks.read_bytes()
+        finally:
+            process.send_signal(signal.SIGKILL)
+            returncode = process.wait()
+        if returncode == 0:
+            finished += 1
+            break
+        during += state.count(b"(") > state.count(b")")  # killed inside optimize()
+        _snapshot(home)
+        if during >= 5:
+            break
+    assert during >= 3, "too few kills landed while the store was indexing"
+
+    _ingest(docs, home)
+    after_kills = _snapshot(home)
+    _ingest(docs, home, kb="clean")
+    clean = _snapshot(home, "clean")
+    assert after_kills["files"] == clean["files"]
+    assert after_kills["chunks"] == clean["chunks"]
+    assert after_kills["count"] == clean["count"] == len(clean["chunks"])
+    assert list(home.glob("default/shard/segments/*/vector_index-dense/graph.bin"))  # HNSW built
 
 
 class _Killed(BaseException):
