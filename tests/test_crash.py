@@ -112,6 +112,21 @@ def _snapshot(home: Path, kb: str = "default") -> dict[str, Any]:
     }
 
 
+def _finish_and_compare_with_a_clean_ingest(
+    docs: Path, home: Path, delay: float = 0.0
+) -> dict[str, Any]:
+    """Re-run the killed ingest to the end, then check it equals a clean ingest of the same folder."""
+    _ingest(docs, home, delay=delay)
+    after_kills = _snapshot(home)
+    _ingest(docs, home, kb="clean")
+    clean = _snapshot(home, "clean")
+    assert after_kills["files"] == clean["files"]
+    assert after_kills["chunks"] == clean["chunks"]
+    assert after_kills["count"] == clean["count"] == len(clean["chunks"])
+    assert after_kills["staged"] == clean["staged"] == 0
+    return clean
+
+
 def _chunk_id(doc_id: str, file_hash: str, index: int) -> str:
     import uuid
 
@@ -179,14 +194,7 @@ def test_sigkill_at_random_moments_never_loses_or_duplicates_anything(tmp_path: 
     assert killed == KILLS
     assert round_ > 0, "the kills never reached a change to the folder"
 
-    _ingest(docs, home, delay=delay)
-    after_kills = _snapshot(home)
-    _ingest(docs, home, kb="clean")
-    clean = _snapshot(home, "clean")
-    assert after_kills["files"] == clean["files"]
-    assert after_kills["chunks"] == clean["chunks"]
-    assert after_kills["count"] == clean["count"] == len(clean["chunks"])
-    assert after_kills["staged"] == clean["staged"] == 0
+    clean = _finish_and_compare_with_a_clean_ingest(docs, home, delay)
     assert len(clean["files"]) == len(list(docs.rglob("*.*")))
 
 
@@ -224,13 +232,7 @@ def test_a_kill_while_the_store_indexes_loses_nothing(tmp_path: Path) -> None:
             break
     assert during >= 3, "too few kills landed while the store was indexing"
 
-    _ingest(docs, home)
-    after_kills = _snapshot(home)
-    _ingest(docs, home, kb="clean")
-    clean = _snapshot(home, "clean")
-    assert after_kills["files"] == clean["files"]
-    assert after_kills["chunks"] == clean["chunks"]
-    assert after_kills["count"] == clean["count"] == len(clean["chunks"])
+    _finish_and_compare_with_a_clean_ingest(docs, home)
     assert list(home.glob("default/shard/segments/*/vector_index-dense/graph.bin"))  # HNSW built
 
 
