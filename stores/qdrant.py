@@ -37,6 +37,7 @@ from stores.shard import (
     CollectionMismatch,
     Conditions,
     Hit,
+    OneSearch,
     Search,
     SparseFn,
     StoredPoint,
@@ -51,7 +52,7 @@ _META_ID = str(uuid.uuid5(uuid.UUID("6f1f8f46-2d0c-4c8e-9f53-5b7f0c3e7a10"), "kb
 _WRITE_BATCH = 256
 
 
-class QdrantStore:
+class QdrantStore(OneSearch):
     """One knowledge base as one collection of a Qdrant server (or qdrant-client's local mode)."""
 
     def __init__(
@@ -271,30 +272,6 @@ class QdrantStore:
                 limit=limit,
             )
         return self._query(query=list(dense), using=DENSE, flt=flt, limit=limit)
-
-    def dense_search(
-        self,
-        vector: Sequence[float],
-        *,
-        limit: int,
-        conditions: Conditions | None = None,
-        ids: Sequence[str] | None = None,
-        with_payload: bool = True,
-    ) -> list[Hit]:
-        """Chunks nearest to `vector` by cosine similarity, best first; `ids` restricts to those."""
-        return self.search_many([Search(limit, vector, None, conditions, ids, with_payload)])[0]
-
-    def sparse_search(
-        self,
-        text: str,
-        *,
-        limit: int,
-        conditions: Conditions | None = None,
-        ids: Sequence[str] | None = None,
-        with_payload: bool = True,
-    ) -> list[Hit]:
-        """Chunks sharing keywords with `text`, by BM25-style score (IDF kept by the server)."""
-        return self.search_many([Search(limit, None, text, conditions, ids, with_payload)])[0]
 
     def search_many(self, searches: Sequence[Search]) -> list[list[Hit]]:
         """Several searches in one request to the server; one result list per search (empty for

@@ -123,7 +123,38 @@ def record_id(doc_id: str) -> str:
     return str(uuid.uuid5(_RECORD_NAMESPACE, doc_id))
 
 
-class EdgeShardStore:
+class OneSearch:
+    """`dense_search` and `sparse_search` for both stores: one-search batches of `search_many`."""
+
+    def search_many(self, searches: Sequence[Search]) -> list[list[Hit]]:
+        raise NotImplementedError
+
+    def dense_search(
+        self,
+        vector: Sequence[float],
+        *,
+        limit: int,
+        conditions: Conditions | None = None,
+        ids: Sequence[str] | None = None,
+        with_payload: bool = True,
+    ) -> list[Hit]:
+        """Chunks nearest to `vector` by cosine similarity, best first; `ids` restricts to those."""
+        return self.search_many([Search(limit, vector, None, conditions, ids, with_payload)])[0]
+
+    def sparse_search(
+        self,
+        text: str,
+        *,
+        limit: int,
+        conditions: Conditions | None = None,
+        ids: Sequence[str] | None = None,
+        with_payload: bool = True,
+    ) -> list[Hit]:
+        """Chunks sharing keywords with `text`, by BM25-style score (IDF kept by the engine)."""
+        return self.search_many([Search(limit, None, text, conditions, ids, with_payload)])[0]
+
+
+class EdgeShardStore(OneSearch):
     """One knowledge base folder, opened by one process at a time."""
 
     def __init__(
@@ -391,30 +422,6 @@ class EdgeShardStore:
                 limit=limit, query=dense_query, filter=flt, with_payload=True, params=_RESCORED
             )
         return self._query(request)
-
-    def dense_search(
-        self,
-        vector: Sequence[float],
-        *,
-        limit: int,
-        conditions: Conditions | None = None,
-        ids: Sequence[str] | None = None,
-        with_payload: bool = True,
-    ) -> list[Hit]:
-        """Chunks nearest to `vector` by cosine similarity, best first; `ids` restricts to those."""
-        return self.search_many([Search(limit, vector, None, conditions, ids, with_payload)])[0]
-
-    def sparse_search(
-        self,
-        text: str,
-        *,
-        limit: int,
-        conditions: Conditions | None = None,
-        ids: Sequence[str] | None = None,
-        with_payload: bool = True,
-    ) -> list[Hit]:
-        """Chunks sharing keywords with `text`, by BM25-style score (IDF kept by the engine)."""
-        return self.search_many([Search(limit, None, text, conditions, ids, with_payload)])[0]
 
     def search_many(self, searches: Sequence[Search]) -> list[list[Hit]]:
         """Several searches planned as one batch: searches of one segment share a pass over it, and
