@@ -120,7 +120,7 @@ def retrieve(query: RetrievalQuery, engine: Engine) -> Retrieval:
             group = _Group(_group_vector(vector, split, same_language=same), scoped, scale)
             groups[language] = group
             # The nearest chunks, and the farthest one (nearest to the negated query): its cosine
-            # is the lowest, which the normalisation needs. Scored together in one pass.
+            # is the lowest, which the normalisation needs. Both go in the first batch.
             searches.append(Search(depth, group.vector, conditions=scoped, with_payload=False))
             negated = [-x for x in group.vector]
             searches.append(Search(1, negated, conditions=scoped, with_payload=False, rough=True))
