@@ -208,33 +208,23 @@ def test_interrupted_server_creation_is_finished_by_the_next_writer(tmp_path: Pa
     from qdrant_client import models
 
     url = f"file://{tmp_path / 'server'}"
-    s = QdrantStore.open(
-        url,
-        "kb_x",
-        meta=META,
-        sparse_doc_fn=sparse_document,
-        sparse_query_fn=sparse_query,
-        create=True,
-    )
-    s.client.delete("kb_x", points_selector=models.PointIdsList(points=[_META_ID]), wait=True)
-    s.close()  # as if killed after creating the collection, before recording how it was built
-    with pytest.raises(StoreMissing):
-        QdrantStore.open(
+
+    def server(create: bool) -> QdrantStore:
+        return QdrantStore.open(
             url,
             "kb_x",
             meta=META,
             sparse_doc_fn=sparse_document,
             sparse_query_fn=sparse_query,
-            create=False,
+            create=create,
         )
-    again = QdrantStore.open(
-        url,
-        "kb_x",
-        meta=META,
-        sparse_doc_fn=sparse_document,
-        sparse_query_fn=sparse_query,
-        create=True,
-    )
+
+    s = server(create=True)
+    s.client.delete("kb_x", points_selector=models.PointIdsList(points=[_META_ID]), wait=True)
+    s.close()  # as if killed after creating the collection, before recording how it was built
+    with pytest.raises(StoreMissing):
+        server(create=False)
+    again = server(create=True)
     assert again.meta == META
     again.close()
 
