@@ -488,7 +488,7 @@ def _direct_ingest(
     from core.engine import open_engine
     from core.results import IngestProgress
     from core.text import detect_language
-    from stores.shard import ChunkPoint
+    from stores.contract import ChunkPoint
 
     chunks_done = 0
     read_s = embed_s = write_s = index_s = 0.0

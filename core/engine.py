@@ -18,24 +18,21 @@ from core.config import Settings
 from core.errors import ConfigError, NoKnowledgeBase, ProviderError, StoreBusy, StoreMismatch
 from core.models import known_identity
 from core.text import ANALYZER_VERSION, sparse_document, sparse_query
-from stores.shard import (
+from stores.contract import (
     CollectionMismatch,
-    EdgeShardStore,
     Search,
+    Store,
     StoreLocked,
     StoreMissing,
     StoreUnavailable,
-    hold_lock,
 )
+from stores.shard import EdgeShardStore, hold_lock
 
 if TYPE_CHECKING:
     from llama_index.core.llms import LLM
 
     from core.providers import KbEmbedding, Reranker
-    from stores.qdrant import QdrantStore
     from stores.vector_store import KbVectorStore
-
-    Store = EdgeShardStore | QdrantStore
 
 __all__ = ["Engine", "Search", "open_engine"]  # Search: what retrieval batches (from stores)
 

@@ -18,42 +18,41 @@ from __future__ import annotations
 
 import uuid
 import warnings
-from collections.abc import Iterator, Sequence
-from typing import Any
+from collections.abc import Iterable, Sequence
+from typing import Any, ClassVar
 
 from qdrant_client import QdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
-from stores.shard import (
-    _INDEXED_FIELDS,
-    _SCROLL_PAGE,
-    _STAGED_VALUE,
+from stores.contract import (
+    Conditions,
+    Search,
+    SparseFn,
+    Store,
+    StoreMissing,
+    StoreUnavailable,
+)
+from stores.points import (
     DENSE,
+    INDEXED_FIELDS,
+    RECORD_NAMESPACE,
     ROUGH_EF,
     SEARCH_EF,
     SPARSE,
     STAGED,
-    ChunkPoint,
-    CollectionMismatch,
-    Conditions,
-    Hit,
-    OneSearch,
-    Search,
-    SparseFn,
-    StoredPoint,
-    StoreMissing,
-    StoreUnavailable,
-    _hit,
-    record_id,
-    stored_point,
+    PointStore,
+    check_meta,
 )
 
-_META_ID = str(uuid.uuid5(uuid.UUID("6f1f8f46-2d0c-4c8e-9f53-5b7f0c3e7a10"), "kb collection meta"))
+_META_ID = str(uuid.uuid5(RECORD_NAMESPACE, "kb collection meta"))
 _WRITE_BATCH = 256
+Nearest = tuple[Any, str]  # a query vector and the name of the vector it searches
 
 
-class QdrantStore(OneSearch):
+class QdrantStore(PointStore):
     """One knowledge base as one collection of a Qdrant server (or qdrant-client's local mode)."""
+
+    _OWN_POINTS: ClassVar[Conditions | None] = {"kind": "meta"}
 
     def __init__(
         self,
@@ -63,12 +62,9 @@ class QdrantStore(OneSearch):
         sparse_doc: SparseFn,
         sparse_query: SparseFn,
     ) -> None:
+        super().__init__(meta, sparse_doc, sparse_query)
         self.collection = collection
-        self.meta = meta
-        self.dim = int(meta["dim"])
         self._client: QdrantClient | None = client
-        self._sparse_doc = sparse_doc
-        self._sparse_query = sparse_query
 
     @classmethod
     def open(
@@ -100,13 +96,7 @@ class QdrantStore(OneSearch):
                     f"collection {collection}",
                 )
                 built = dict(meta)
-            differences = {
-                key: (built.get(key), value)
-                for key, value in meta.items()
-                if built.get(key) != value
-            }
-            if differences:
-                raise CollectionMismatch(differences)
+            check_meta(built, meta)
         except BaseException:
             client.close()
             raise
@@ -118,65 +108,6 @@ class QdrantStore(OneSearch):
         if self._client is None:
             raise RuntimeError("the store is closed")
         return self._client
-
-    # -- writing --------------------------------------------------------------------------------
-
-    def upsert(self, chunks: Sequence[ChunkPoint]) -> None:
-        """Insert or overwrite chunks."""
-        self._upsert([self._point(chunk) for chunk in chunks])
-
-    def replace_document(
-        self, doc_id: str, chunks: Sequence[ChunkPoint], record: dict[str, Any]
-    ) -> None:
-        """Swap a document's chunks and record for new ones: the new version arrives in one request."""
-        payload = {**record, "kind": "file", "doc_id": doc_id}
-        points = [self._point(chunk) for chunk in chunks]  # built and checked before any delete
-        points.append(models.PointStruct(id=record_id(doc_id), vector={}, payload=payload))
-        self.delete_document(doc_id)
-        self._upsert(points, batch=len(points))
-
-    def stage(self, doc_id: str, chunks: Sequence[ChunkPoint]) -> None:
-        """Write part of a large document's new version, invisible until `commit_staged`."""
-        self._upsert([self._point(chunk, staged=True) for chunk in chunks])
-
-    def commit_staged(self, doc_id: str, record: dict[str, Any]) -> None:
-        """Make a document's staged version the visible one, with its record (old version first)."""
-        payload = {**record, "kind": "file", "doc_id": doc_id, STAGED: _STAGED_VALUE}
-        self.delete_document(doc_id)
-        self._upsert([models.PointStruct(id=record_id(doc_id), vector={}, payload=payload)])
-        staged = _filter({"doc_id": doc_id}, staged=True)
-        self._call(
-            lambda c: c.delete_payload(self.collection, keys=[STAGED], points=staged, wait=True)
-        )
-
-    def drop_staged(self, doc_id: str | None = None) -> None:
-        """Remove staged points never committed (of one document, or all: left by a killed run)."""
-        self._delete(_filter({"doc_id": doc_id} if doc_id else {}, staged=True))
-
-    def update_record(self, doc_id: str, fields: dict[str, Any]) -> None:
-        """Change fields of a document's record (not its chunks)."""
-        self._call(
-            lambda c: c.set_payload(
-                self.collection, payload=fields, points=[record_id(doc_id)], wait=True
-            )
-        )
-
-    def delete_document(self, doc_id: str) -> None:
-        """Remove a document's chunks and its record."""
-        self._delete(_filter({"doc_id": doc_id}))
-
-    def delete_ids(self, ids: Sequence[str]) -> None:
-        """Remove points by id."""
-        if ids:
-            self._delete(models.PointIdsList(points=list(ids)))
-
-    def delete_where(self, conditions: Conditions, exclude: Conditions | None = None) -> None:
-        """Remove chunks matching `conditions` and not `exclude`."""
-        self._delete(_filter({**conditions, "kind": "chunk"}, exclude))
-
-    def put_points(self, points: Sequence[StoredPoint]) -> None:
-        """Write points exactly as given (vectors included): how a knowledge base is copied."""
-        self._upsert([_server_point(point) for point in points])
 
     def optimize(self) -> bool:
         """Nothing to do: the server indexes and merges segments on its own."""
@@ -193,208 +124,148 @@ class QdrantStore(OneSearch):
             finally:
                 self._client = None
 
-    # -- reading --------------------------------------------------------------------------------
+    # -- qdrant-client's primitives -------------------------------------------------------------
 
-    def records(self) -> list[dict[str, Any]]:
-        """The payload of every file record."""
-        return [p.payload for p in self.points("file")]
+    def _call(self, request: Any) -> Any:
+        return _guard(lambda: request(self.client), f"collection {self.collection}")
 
-    def chunk_payloads(
-        self, fields: Sequence[str] = ("path", "text", "lang")
-    ) -> list[dict[str, Any]]:
-        """The given payload fields of every chunk."""
-        return [r.payload or {} for r in self._scroll(_filter({"kind": "chunk"}), list(fields))]
+    def _client_point(
+        self, point_id: str, vector: dict[str, Any], payload: dict[str, Any]
+    ) -> models.PointStruct:
+        return models.PointStruct(id=point_id, vector=vector, payload=payload)
 
-    def document_vectors(self, doc_id: str) -> dict[str, list[float]]:
-        """A document's stored chunk vectors by chunk hash, to reuse without embedding."""
-        out: dict[str, list[float]] = {}
-        flt = _filter({"doc_id": doc_id, "kind": "chunk"})
-        for record in self._scroll(flt, ["chunk_hash"], with_vectors=[DENSE]):
-            vector = record.vector
-            if isinstance(vector, dict) and DENSE in vector:
-                out[str((record.payload or {}).get("chunk_hash"))] = list(vector[DENSE])
-        return out
+    def _sparse_vector(self, indices: list[int], values: list[float]) -> models.SparseVector:
+        return models.SparseVector(indices=indices, values=values)
 
-    def points(self, kind: str | None = None, *, vectors: bool = False) -> Iterator[StoredPoint]:
-        """Every point (of `kind`, "chunk" or "file"), paged; with `vectors`, their vectors too."""
-        flt = _filter({"kind": kind}) if kind else _filter({}, {"kind": "meta"})
-        for record in self._scroll(flt, True, with_vectors=[DENSE, SPARSE] if vectors else False):
-            stored = record.vector if isinstance(record.vector, dict) else {}
-            dense = stored.get(DENSE)
-            sparse = stored.get(SPARSE)
-            yield StoredPoint(
-                str(record.id),
-                record.payload or {},
-                list(dense) if isinstance(dense, list) else None,
-                (list(sparse.indices), list(sparse.values))
-                if isinstance(sparse, models.SparseVector)
-                else None,
+    def _condition(self, key: str, value: Any) -> models.FieldCondition:
+        if isinstance(value, list | tuple):
+            return models.FieldCondition(key=key, match=models.MatchAny(any=list(value)))
+        return models.FieldCondition(key=key, match=models.MatchValue(value=value))
+
+    def _has_id(self, ids: Sequence[str]) -> models.HasIdCondition:
+        return models.HasIdCondition(has_id=list(ids))
+
+    def _combine(self, must: list[Any], must_not: list[Any]) -> models.Filter:
+        return models.Filter(must=must or None, must_not=must_not or None)
+
+    def _upsert(self, points: Sequence[Any], *, whole: bool = False) -> None:
+        """In requests of `_WRITE_BATCH` points, or (`whole`) one: a reader never sees half a file."""
+        batch = len(points) if whole else _WRITE_BATCH
+        for start in range(0, len(points), max(batch, 1)):
+            part = list(points[start : start + batch])
+            self._call(lambda c, part=part: c.upsert(self.collection, points=part, wait=True))
+
+    def _delete(self, flt: Any) -> None:
+        self._call(lambda c: c.delete(self.collection, points_selector=flt, wait=True))
+
+    def _delete_ids(self, ids: list[str]) -> None:
+        self._delete(models.PointIdsList(points=list(ids)))
+
+    def _set_payload(self, ids: list[str], fields: dict[str, Any]) -> None:
+        self._call(lambda c: c.set_payload(self.collection, payload=fields, points=ids, wait=True))
+
+    def _delete_payload(self, flt: Any, keys: list[str]) -> None:
+        self._call(lambda c: c.delete_payload(self.collection, keys=keys, points=flt, wait=True))
+
+    def _page(
+        self, flt: Any, with_payload: Any, with_vectors: Any, offset: Any, limit: int
+    ) -> tuple[Iterable[Any], Any]:
+        page: tuple[Iterable[Any], Any] = self._call(
+            lambda c: c.scroll(
+                self.collection,
+                scroll_filter=flt,
+                limit=limit,
+                offset=offset,
+                with_payload=with_payload,
+                with_vectors=with_vectors,
             )
-
-    def count(self, kind: str = "chunk") -> int:
-        """How many chunk (or file) points there are."""
-        result = self._call(
-            lambda c: c.count(self.collection, count_filter=_filter({"kind": kind}), exact=True)
         )
+        return page
+
+    def _count(self, flt: Any) -> int:
+        result = self._call(lambda c: c.count(self.collection, count_filter=flt, exact=True))
         return int(result.count)
 
-    def search(
-        self,
-        *,
-        limit: int,
-        mode: str,
-        dense: Sequence[float] | None = None,
-        text: str | None = None,
-        conditions: Conditions | None = None,
-        exclude: Conditions | None = None,
-        depth: int = 50,
-        rrf_k: int = 60,
-    ) -> list[Hit]:
-        """`dense`, `sparse` or `hybrid` (reciprocal-rank fusion in the server) search over chunks."""
-        flt = _filter({**(conditions or {}), "kind": "chunk"}, exclude)
-        sparse = self._sparse_vector(text)
-        if mode == "sparse" or (mode == "hybrid" and dense is None):
-            if sparse is None:
-                return []
-            return self._query(query=sparse, using=SPARSE, flt=flt, limit=limit)
-        if dense is None:
-            raise ValueError("a dense search needs a query vector")
-        if mode == "hybrid" and sparse is not None:
-            depth = max(limit, depth)
-            prefetch = [
-                models.Prefetch(query=list(dense), using=DENSE, filter=flt, limit=depth),
-                models.Prefetch(query=sparse, using=SPARSE, filter=flt, limit=depth),
-            ]
-            return self._query(
-                query=models.RrfQuery(rrf=models.Rrf(k=rrf_k)),
-                prefetch=prefetch,
-                flt=flt,
-                limit=limit,
-            )
-        return self._query(query=list(dense), using=DENSE, flt=flt, limit=limit)
-
-    def search_many(self, searches: Sequence[Search]) -> list[list[Hit]]:
-        """Several searches in one request to the server; one result list per search (empty for
-        a keyword search whose text has no keyword)."""
-        requests: list[models.QueryRequest | None] = []
-        for search in searches:
-            query: Any
-            if search.vector is not None:
-                query, using = list(search.vector), DENSE
-            else:
-                query, using = self._sparse_vector(search.text), SPARSE
-            if query is None:
-                requests.append(None)
-                continue
-            flt = _filter({**(search.conditions or {}), "kind": "chunk"}, ids=search.ids)
-            beam = ROUGH_EF if search.rough else SEARCH_EF
-            params = models.SearchParams(hnsw_ef=beam) if search.vector is not None else None
-            requests.append(
-                models.QueryRequest(
-                    query=query,
-                    using=using,
-                    filter=flt,
-                    limit=search.limit,
-                    with_payload=search.with_payload,
-                    params=params,
-                )
-            )
-        asked = [r for r in requests if r is not None]
-        responses = iter(
-            self._call(lambda c: c.query_batch_points(self.collection, requests=asked))
-            if asked
-            else []
+    def _retrieve(self, ids: list[str]) -> Iterable[Any]:
+        records: Iterable[Any] = self._call(
+            lambda c: c.retrieve(self.collection, ids=ids, with_payload=True)
         )
-        return [
-            [] if r is None else [_hit(point) for point in next(responses).points] for r in requests
-        ]
+        return records
 
-    def payloads(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
-        """The payloads of the given points, by id."""
-        if not ids:
-            return {}
-        records = self._call(
-            lambda c: c.retrieve(self.collection, ids=list(ids), with_payload=True)
-        )
-        return {str(r.id): r.payload or {} for r in records}
-
-    def facet(self, key: str, conditions: Conditions | None = None) -> dict[Any, int]:
-        """How many chunks carry each value of the indexed payload field `key`."""
-        flt = _filter({**(conditions or {}), "kind": "chunk"})
+    def _facet(self, key: str, flt: Any) -> dict[Any, int]:
         response = self._call(
             lambda c: c.facet(self.collection, key=key, facet_filter=flt, limit=1000, exact=False)
         )
         return {hit.value: int(hit.count) for hit in response.hits}
 
-    def neighbours(self, doc_id: str, indices: Sequence[int]) -> list[Hit]:
-        """A document's chunks at the given `chunk_index` positions (score 0), in index order."""
-        if not indices:
-            return []
-        flt = _filter({"doc_id": doc_id, "kind": "chunk", "chunk_index": list(indices)})
-        hits = [Hit(str(r.id), 0.0, r.payload or {}) for r in self._scroll(flt, True)]
-        return sorted(hits, key=lambda hit: int(hit.payload.get("chunk_index", 0)))
+    def _dense_nearest(self, vector: Sequence[float]) -> Nearest:
+        return list(vector), DENSE
 
-    # -- helpers --------------------------------------------------------------------------------
+    def _sparse_nearest_of(self, vector: models.SparseVector) -> Nearest:
+        return vector, SPARSE
 
-    def _call(self, request: Any) -> Any:
-        return _guard(lambda: request(self.client), f"collection {self.collection}")
+    def _params(self, search: Search | None) -> models.SearchParams | None:
+        if search is None:
+            return None  # a single `search()` leaves the beam to the server
+        return models.SearchParams(hnsw_ef=ROUGH_EF if search.rough else SEARCH_EF)
 
-    def _sparse_vector(self, text: str | None) -> models.SparseVector | None:
-        if not text:
-            return None
-        indices, values = self._sparse_query(text)
-        return models.SparseVector(indices=indices, values=values) if indices else None
-
-    def _point(self, chunk: ChunkPoint, *, staged: bool = False) -> models.PointStruct:
-        return _server_point(stored_point(chunk, self.dim, self._sparse_doc, staged=staged))
-
-    def _upsert(self, points: Sequence[models.PointStruct], batch: int = _WRITE_BATCH) -> None:
-        for start in range(0, len(points), max(batch, 1)):
-            part = list(points[start : start + batch])
-            self._call(lambda c, part=part: c.upsert(self.collection, points=part, wait=True))
-
-    def _delete(self, selector: Any) -> None:
-        self._call(lambda c: c.delete(self.collection, points_selector=selector, wait=True))
-
-    def _query(
+    def _request(
         self,
-        *,
-        query: Any,
-        flt: models.Filter,
+        query: Nearest,
+        flt: Any,
         limit: int,
-        using: str | None = None,
-        prefetch: list[models.Prefetch] | None = None,
+        *,
         with_payload: bool = True,
-    ) -> list[Hit]:
+        params: Any = None,
+    ) -> dict[str, Any]:
+        vector, using = query
+        return {
+            "query": vector,
+            "using": using,
+            "filter": flt,
+            "limit": limit,
+            "with_payload": with_payload,
+            "params": params,
+        }
+
+    def _fused(
+        self, dense: Nearest, sparse: Nearest, flt: Any, limit: int, depth: int, rrf_k: int
+    ) -> dict[str, Any]:
+        prefetch = [
+            models.Prefetch(query=query, using=using, filter=flt, limit=depth)
+            for query, using in (dense, sparse)
+        ]
+        return {
+            "query": models.RrfQuery(rrf=models.Rrf(k=rrf_k)),
+            "prefetch": prefetch,
+            "filter": flt,
+            "limit": limit,
+            "with_payload": True,
+        }
+
+    def _query(self, request: dict[str, Any]) -> Iterable[Any]:
         response = self._call(
             lambda c: c.query_points(
                 self.collection,
-                query=query,
-                using=using,
-                prefetch=prefetch,
-                query_filter=flt,
-                limit=limit,
-                with_payload=with_payload,
+                query=request["query"],
+                using=request.get("using"),
+                prefetch=request.get("prefetch"),
+                query_filter=request["filter"],
+                limit=request["limit"],
+                with_payload=request["with_payload"],
+                search_params=request.get("params"),
             )
         )
-        return [_hit(point) for point in response.points]
+        points: Iterable[Any] = response.points
+        return points
 
-    def _scroll(self, flt: Any, with_payload: Any, with_vectors: Any = False) -> Iterator[Any]:
-        offset = None
-        while True:
-            records, offset = self._call(
-                lambda c, offset=offset: c.scroll(
-                    self.collection,
-                    scroll_filter=flt,
-                    limit=_SCROLL_PAGE,
-                    offset=offset,
-                    with_payload=with_payload,
-                    with_vectors=with_vectors,
-                )
-            )
-            yield from records
-            if offset is None:
-                return
+    def _query_batch(self, requests: list[Any]) -> list[Iterable[Any]]:
+        asked = [models.QueryRequest(**request) for request in requests]
+        responses = self._call(lambda c: c.query_batch_points(self.collection, requests=asked))
+        return [response.points for response in responses]
+
+
+_: type[Store] = QdrantStore  # mypy checks the backend against the declared contract
 
 
 def connect(url: str, *, api_key: str | None = None, timeout: float = 30.0) -> QdrantClient:
@@ -458,7 +329,7 @@ def _create(
             shard_number=shards,
             replication_factor=replicas,
         )
-    for name in (*_INDEXED_FIELDS, STAGED):
+    for name in (*INDEXED_FIELDS, STAGED):
         client.create_payload_index(
             collection, name, field_schema=models.PayloadSchemaType.KEYWORD, wait=True
         )
@@ -470,37 +341,3 @@ def _create(
         points=[models.PointStruct(id=_META_ID, vector={}, payload={**meta, "kind": "meta"})],
         wait=True,
     )
-
-
-def _server_point(point: StoredPoint) -> models.PointStruct:
-    vector: dict[str, Any] = {}
-    if point.dense is not None:
-        vector[DENSE] = list(point.dense)
-    if point.sparse is not None and point.sparse[0]:
-        vector[SPARSE] = models.SparseVector(
-            indices=list(point.sparse[0]), values=list(point.sparse[1])
-        )
-    return models.PointStruct(id=point.id, vector=vector, payload=point.payload)
-
-
-def _condition(key: str, value: Any) -> models.FieldCondition:
-    if isinstance(value, list | tuple):
-        return models.FieldCondition(key=key, match=models.MatchAny(any=list(value)))
-    return models.FieldCondition(key=key, match=models.MatchValue(value=value))
-
-
-def _filter(
-    conditions: Conditions,
-    exclude: Conditions | None = None,
-    ids: Sequence[str] | None = None,
-    *,
-    staged: bool = False,
-) -> models.Filter:
-    """Points matching `conditions` and not `exclude`; only committed points unless `staged`
-    (then only staged ones)."""
-    must: list[Any] = [_condition(k, v) for k, v in conditions.items()]
-    if ids is not None:
-        must.append(models.HasIdCondition(has_id=list(ids)))
-    must_not: list[Any] = [_condition(k, v) for k, v in (exclude or {}).items()]
-    (must if staged else must_not).append(_condition(STAGED, _STAGED_VALUE))
-    return models.Filter(must=must or None, must_not=must_not or None)

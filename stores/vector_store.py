@@ -6,7 +6,7 @@ embedded `EdgeShardStore` (Qdrant Edge, Qdrant's engine in-process) or a Qdrant 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from llama_index.core.schema import BaseNode, MetadataMode, TextNode
 from llama_index.core.vector_stores.types import (
@@ -21,10 +21,7 @@ from llama_index.core.vector_stores.types import (
 )
 from pydantic import PrivateAttr
 
-from stores.shard import ChunkPoint, Conditions, EdgeShardStore
-
-if TYPE_CHECKING:
-    from stores.qdrant import QdrantStore
+from stores.contract import ChunkPoint, Conditions, Store
 
 _MODES = {
     VectorStoreQueryMode.DEFAULT: "dense",
@@ -40,10 +37,10 @@ class KbVectorStore(BasePydanticVectorStore):
     is_embedding_query: bool = True
     rrf_k: int = 60
 
-    _shard: EdgeShardStore | QdrantStore = PrivateAttr()
+    _shard: Store = PrivateAttr()
 
     @classmethod
-    def over(cls, shard: EdgeShardStore | QdrantStore) -> KbVectorStore:
+    def over(cls, shard: Store) -> KbVectorStore:
         """The LlamaIndex face of an open shard."""
         store = cls()
         store._shard = shard

@@ -54,3 +54,13 @@ def test_help_imports_no_heavy_library() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_server_backend_loads_no_embedded_engine() -> None:
+    """`stores.qdrant` shares the contract and its logic, not Qdrant Edge's module."""
+    code = (
+        "import sys; import stores.qdrant; "
+        "print(','.join(m for m in ('qdrant_client', 'qdrant_edge') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "qdrant_client"

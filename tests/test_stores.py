@@ -25,17 +25,17 @@ from llama_index.core.vector_stores.types import (
 )
 
 from core.text import sparse_document, sparse_query
-from stores.qdrant import _META_ID, QdrantStore, drop_collection
-from stores.shard import (
-    STAGED,
+from stores.contract import (
     ChunkPoint,
     CollectionMismatch,
-    EdgeShardStore,
     Hit,
     Search,
     StoreLocked,
     StoreMissing,
 )
+from stores.points import STAGED
+from stores.qdrant import _META_ID, QdrantStore, drop_collection
+from stores.shard import EdgeShardStore
 from stores.vector_store import KbVectorStore
 from tests.fakes import HashEmbedding
 
