@@ -40,12 +40,12 @@ def run_eval(
     results: list[CaseResult] = []
     ranking: Ranking = {}
     for done, case in enumerate(cases):
-        query = RetrievalQuery(
+        query = RetrievalQuery.from_settings(
+            engine.settings,
             case.question,
             mode=mode,
             top_k=CHUNKS_PER_DOCUMENT * k,
-            dense_weight=cfg.dense_weight,
-            balance_languages=cfg.balance_languages,
+            context=0,  # scored by document: no neighbouring chunks
         )
         began = time.perf_counter()
         retrieval = retrieve(query, engine)
