@@ -6,8 +6,9 @@ Writes every SciFact document (``corpus.jsonl``: 5,183 abstracts) as ``<_id>.md`
 * the pipeline: ``core.ingest.ingest`` into a fresh temporary knowledge base with the configured
   default embedder and no embedding cache; wall seconds (``perf_counter``), documents/s, chunks/s,
   and the share of wall time spent inside the embedder (``IngestReport.embed_seconds``); the rest
-  is split into reading + chunking and store writes (time inside ``core.ingest._read``, ``_nodes``
-  and ``_commit``, wrapped for the run when they exist) and everything else (scan, plan, flush);
+  is split into reading + chunking and store writes (time inside ``core.ingest.pipeline._read``,
+  ``_nodes`` and ``_commit``, wrapped for the run when they exist) and everything else (scan, plan,
+  flush);
 * the raw embedder, right after, in the same process: a new embedder from the same settings
   embeds a sample of the very texts the pipeline embedded (read back from the store: context line
   + blank line + chunk text, checked against each chunk's stored hash) in batches of
@@ -144,13 +145,14 @@ def run_pipeline(folder: Path, settings: Any) -> dict[str, Any]:
 def timed_steps(
     names: Sequence[str] = ("_read", "_nodes", "_commit"),
 ) -> Iterator[dict[str, float]]:
-    """Seconds spent in these functions of `core.ingest` while the block runs (absent ones: 0)."""
-    import core.ingest
+    """Seconds spent in these functions of `core.ingest.pipeline` while the block runs (absent
+    ones: 0)."""
+    import core.ingest.pipeline
 
     spent: dict[str, float] = {}
     originals: dict[str, Callable[..., Any]] = {}
     for name in names:
-        original = getattr(core.ingest, name, None)
+        original = getattr(core.ingest.pipeline, name, None)
         if not callable(original):
             continue
 
@@ -164,12 +166,12 @@ def timed_steps(
                 spent[_n] = spent.get(_n, 0.0) + time.perf_counter() - began
 
         originals[name] = original
-        setattr(core.ingest, name, wrapper)
+        setattr(core.ingest.pipeline, name, wrapper)
     try:
         yield spent
     finally:
         for name, original in originals.items():
-            setattr(core.ingest, name, original)
+            setattr(core.ingest.pipeline, name, original)
 
 
 def embedded_texts(engine: Any) -> list[str]:

@@ -48,13 +48,9 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from core.config import Settings, load_settings  # noqa: E402
 from core.engine import open_engine  # noqa: E402
-from core.evaluate import (  # noqa: E402
-    EvalCase,
-    EvalReport,
-    beir_corpus_dir,
-    prepare_beir,
-    run_eval,
-)
+from core.evaluate import run_eval  # noqa: E402
+from core.evaluate.cases import EvalCase, beir_corpus_dir, prepare_beir  # noqa: E402
+from core.results import EvalReport  # noqa: E402
 from core.retrieve import Mode, RetrievalQuery, retrieve  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"

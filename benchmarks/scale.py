@@ -252,7 +252,7 @@ def file_path(docs: Path, index: int) -> Path:
 def chunk_document(text: str, settings: Any) -> list[Any]:
     """The real chunker on a generated file (as `kb ingest` cuts it)."""
     from core.chunking import chunk_text
-    from core.ingest import CONTEXT_TOKENS
+    from core.ingest.pipeline import CONTEXT_TOKENS
     from core.loaders import load
     from core.providers import approx_tokens
 

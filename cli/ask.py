@@ -98,16 +98,8 @@ def ask_command(
         llm={"model": model},
     ).settings
     out = Output(as_json=as_json or stream_json, stream_json=stream_json)
-    cfg = settings.retrieval
-    query = RetrievalQuery(
-        question=question,
-        mode=cfg.mode,
-        top_k=cfg.top_k,
-        paths=tuple(paths or ()),
-        file_types=tuple(file_types or ()),
-        context=cfg.context,
-        dense_weight=cfg.dense_weight,
-        balance_languages=cfg.balance_languages,
+    query = RetrievalQuery.from_settings(
+        settings, question, paths=tuple(paths or ()), file_types=tuple(file_types or ())
     )
     try:
         with open_engine(settings, purpose="read") as engine:

@@ -15,7 +15,8 @@ if TYPE_CHECKING:
 
     from cli.output import Output
     from core.config import Settings
-    from core.evaluate import EvalCase, EvalReport, InputProblem
+    from core.evaluate.cases import EvalCase
+    from core.results import EvalReport, InputProblem
 
 
 def eval_command(
@@ -113,7 +114,7 @@ def eval_command(
         settings = load(config, name, retrieval=overrides).settings
         cases, problems = _beir(settings, beir, split, out)
     else:
-        from core.evaluate import load_cases
+        from core.evaluate.cases import load_cases
 
         settings = load(config, kb, retrieval=overrides).settings
         cases, problems = load_cases(Path(words[0]))
@@ -129,13 +130,13 @@ def eval_command(
     for source in report.unknown_sources[:20]:
         out.warn(f"source {source!r} matches no indexed document")
     if save:
-        from core.evaluate import save_run
+        from core.evaluate.runs import save_run
 
         path = save_run(report, settings)
         out.note(f"saved run '{save}' ({path})")
     out.eval_report(report, bad_cases=bad)
     if floors:
-        from core.evaluate import failing
+        from core.evaluate.run import failing
 
         misses = failing(report, floors)
         for miss in misses:
@@ -167,7 +168,7 @@ def _beir(
 ) -> tuple[list[EvalCase], list[InputProblem]]:
     """Ingest a BEIR corpus into its knowledge base (incremental) and return its cases."""
     from cli.ingest import IngestProgressBar
-    from core.evaluate import prepare_beir
+    from core.evaluate.cases import prepare_beir
 
     with IngestProgressBar(out) as on_progress:
         beir, cases, report = prepare_beir(settings, folder, split, on_progress)
@@ -236,7 +237,7 @@ class _QuestionProgress:
 
 
 def _compare(settings: Settings, a: str, b: str, out: Output) -> None:
-    from core.evaluate import compare_runs, load_run
+    from core.evaluate.runs import compare_runs, load_run
 
     out.comparison(compare_runs(load_run(a, settings), load_run(b, settings)))
 
@@ -245,7 +246,7 @@ def _generate(settings: Settings, count: int, output: Path | None, out: Output) 
     import json
 
     from core.engine import open_engine
-    from core.evaluate import generate_cases
+    from core.evaluate.generate import generate_cases
 
     with open_engine(settings, purpose="read") as engine:
         rows = generate_cases(engine, count=count)

@@ -17,8 +17,16 @@ from rich.table import Table
 if TYPE_CHECKING:
     from core.chat import Turn
     from core.errors import KbError
-    from core.evaluate import Comparison, EvalReport
-    from core.results import Answer, ForgetReport, IngestReport, MigrateReport, Source, SourceFile
+    from core.results import (
+        Answer,
+        Comparison,
+        EvalReport,
+        ForgetReport,
+        IngestReport,
+        MigrateReport,
+        Source,
+        SourceFile,
+    )
     from core.retrieve import Retrieval
 
 
@@ -326,7 +334,7 @@ class Output:
 
     def eval_report(self, report: EvalReport, *, bad_cases: int) -> None:
         """Averaged metrics, latencies and the worst questions."""
-        from core.evaluate import bad_cases as worst
+        from core.evaluate.run import bad_cases as worst
 
         cases = worst(report, bad_cases)
         if self.as_json:

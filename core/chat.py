@@ -76,14 +76,8 @@ class ChatSession:
     ) -> Turn:
         """Rewrite `question` to stand alone, retrieve, answer; the turn joins the history."""
         standalone, how = self.standalone(question, engine)
-        cfg = engine.settings.retrieval
-        query = RetrievalQuery(
-            standalone,
-            mode=self.mode,
-            top_k=top_k,
-            context=cfg.context,
-            dense_weight=cfg.dense_weight,
-            balance_languages=cfg.balance_languages,
+        query = RetrievalQuery.from_settings(
+            engine.settings, standalone, mode=self.mode, top_k=top_k
         )
         retrieval = retrieve(query, engine)
         engine.release()  # answering needs no store: `kb ingest` need not wait for the LLM

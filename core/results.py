@@ -138,3 +138,58 @@ class Answer:
     def found(self) -> bool:
         """Whether the knowledge base answered (not refused, not "not found")."""
         return self.kind in ("extractive", "generated")
+
+
+@dataclass(frozen=True)
+class InputProblem:
+    """A line of a question set that was skipped, and why."""
+
+    line: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class CaseResult:
+    """How one question went."""
+
+    id: str
+    question: str
+    expected: tuple[str, ...]  # relevant documents (indexed paths)
+    retrieved: tuple[str, ...]  # the top k documents
+    answer: str
+    kind: str
+    metrics: dict[str, float]  # retrieval (when judged) and answer metrics of this question
+    retrieve_s: float
+    answer_s: float
+    references: tuple[str, ...] = ()
+    best_score: float | None = None  # the best dense score retrieval found (refusal calibration)
+
+
+@dataclass(frozen=True)
+class EvalReport:
+    """A run of `kb eval`: averaged metrics, latencies and every question's result."""
+
+    name: str
+    kb: str
+    mode: str
+    model: str
+    k: int
+    questions: int
+    metrics: dict[str, float]
+    latency: dict[str, dict[str, float]]
+    problems: tuple[InputProblem, ...]
+    unknown_sources: tuple[str, ...]
+    cases: tuple[CaseResult, ...]
+    created: str = ""
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Two runs side by side: metric deltas and the questions that moved."""
+
+    a: str
+    b: str
+    metrics: dict[str, tuple[float | None, float | None]]
+    better: tuple[tuple[str, str, float], ...]  # (id, question, change of the key metric)
+    worse: tuple[tuple[str, str, float], ...]
+    key: str

@@ -29,6 +29,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from core.config import Settings
 from core.engine import Engine, Search
 from core.errors import ConfigError
 from core.models import dual_split
@@ -56,6 +57,31 @@ class RetrievalQuery:
     context: int = 0  # neighbouring chunks added on each side of a hit
     dense_weight: float = 0.6
     balance_languages: bool = True
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        question: str,
+        *,
+        mode: Mode | None = None,
+        top_k: int | None = None,
+        context: int | None = None,
+        paths: tuple[str, ...] = (),
+        file_types: tuple[str, ...] = (),
+    ) -> RetrievalQuery:
+        """The query `[retrieval]` settings describe for `question`; a keyword given wins."""
+        cfg = settings.retrieval
+        return cls(
+            question,
+            mode=cfg.mode if mode is None else mode,
+            top_k=cfg.top_k if top_k is None else top_k,
+            paths=paths,
+            file_types=file_types,
+            context=cfg.context if context is None else context,
+            dense_weight=cfg.dense_weight,
+            balance_languages=cfg.balance_languages,
+        )
 
 
 @dataclass(frozen=True)

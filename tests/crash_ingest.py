@@ -15,7 +15,7 @@ import os
 import time
 from typing import Any
 
-import core.ingest
+import core.ingest.pipeline
 import core.providers
 from cli.app import main
 from core.config import EmbeddingSettings
@@ -65,8 +65,8 @@ def _traced_optimize(self: EdgeShardStore) -> bool:
 
 
 core.providers.make_embedder = _make_embedder  # the engine imports it at first use
-core.ingest.LARGE_FILE_CHUNKS = 3
-core.ingest.LARGE_WINDOW = 2
+core.ingest.pipeline.LARGE_FILE_CHUNKS = 3
+core.ingest.pipeline.LARGE_WINDOW = 2
 EdgeShardStore._write = _traced_write  # type: ignore[method-assign]
 EdgeShardStore.optimize = _traced_optimize  # type: ignore[method-assign]
 

@@ -61,6 +61,36 @@ def _paths(engine: Engine, question: str, **kw: Any) -> list[str]:
 # -------------------------------------------------------------------------------- retrieval
 
 
+def test_query_from_settings_takes_retrieval_settings_and_keywords_win(
+    make_settings: Callable[..., Settings],
+) -> None:
+    settings = make_settings(
+        retrieval={
+            "mode": "sparse",
+            "top_k": 7,
+            "context": 2,
+            "dense_weight": 0.3,
+            "balance_languages": False,
+        }
+    )
+    assert RetrievalQuery.from_settings(settings, "q") == RetrievalQuery(
+        "q", mode="sparse", top_k=7, context=2, dense_weight=0.3, balance_languages=False
+    )
+    query = RetrievalQuery.from_settings(
+        settings, "q", mode="dense", top_k=3, context=0, paths=("a/*",), file_types=("pdf",)
+    )
+    assert query == RetrievalQuery(
+        "q",
+        mode="dense",
+        top_k=3,
+        paths=("a/*",),
+        file_types=("pdf",),
+        context=0,
+        dense_weight=0.3,
+        balance_languages=False,
+    )
+
+
 @pytest.mark.parametrize("mode", ["hybrid", "dense", "sparse"])
 def test_each_mode_finds_the_document_that_answers(kb: Callable[..., Engine], mode: str) -> None:
     assert _paths(kb(), "refund within 30 days of purchase", mode=mode)[0] == "refunds.md"

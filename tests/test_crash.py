@@ -22,7 +22,7 @@ import qdrant_edge as qe
 
 from core.config import load_settings
 from core.engine import open_engine
-from core.ingest import CHUNK_NAMESPACE
+from core.ingest.pipeline import CHUNK_NAMESPACE
 from stores.shard import EdgeShardStore
 
 REPO = Path(__file__).resolve().parents[1]
@@ -246,12 +246,12 @@ def test_a_crash_at_every_store_write_leaves_each_file_whole_or_absent(
     """Deterministic complement of the random kills: an ingest that changes, adds, renames and
     deletes files (large ones through staged windows) is stopped after each of its store writes in
     turn; every state is checked, and finishing the run gives what a clean ingest gives."""
-    import core.ingest
+    import core.ingest.pipeline
     from core.ingest import run_ingest
     from tests.fakes import HashEmbedding
 
-    monkeypatch.setattr(core.ingest, "LARGE_FILE_CHUNKS", 3)
-    monkeypatch.setattr(core.ingest, "LARGE_WINDOW", 2)
+    monkeypatch.setattr(core.ingest.pipeline, "LARGE_FILE_CHUNKS", 3)
+    monkeypatch.setattr(core.ingest.pipeline, "LARGE_WINDOW", 2)
     sections = "\n\n".join(
         f"## Part {j}\n\nText of part {j} about topic {j * 3}." for j in range(7)
     )

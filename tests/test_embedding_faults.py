@@ -19,7 +19,7 @@ from typer.testing import CliRunner, Result
 from cli.app import ExitCode, app
 from core.config import load_settings
 from core.engine import open_engine
-from core.ingest import EMBED_WINDOW
+from core.ingest.pipeline import EMBED_WINDOW
 from tests.openai_server import FakeOpenAI
 
 BATCH = 8  # [embedding] batch_size: texts per request

@@ -11,12 +11,11 @@ import pytest
 from typer.testing import CliRunner
 
 from cli.app import ExitCode, app
-from core.evaluate import (
+from core.evaluate.cases import load_cases, resolve_sources
+from core.evaluate.metrics import (
     citation_validity,
     contains_answer,
-    load_cases,
     query_metrics,
-    resolve_sources,
     retrieval_metrics,
     token_f1,
 )
@@ -113,7 +112,7 @@ def test_malformed_lines_are_reported_by_number_and_skipped(tmp_path: Path) -> N
 
 
 def test_sources_resolve_by_path_name_stem_or_absolute_path() -> None:
-    from core.evaluate import EvalCase
+    from core.evaluate.cases import EvalCase
 
     records = [
         {"path": "docs/a.md", "abs_path": "/r/docs/a.md"},

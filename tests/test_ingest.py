@@ -456,7 +456,7 @@ def test_nested_roots_count_once(hash_engine: Engine, docs: Docs) -> None:
 
 
 def test_a_path_that_cannot_be_checked_is_not_taken_as_deleted(tmp_path: Path) -> None:
-    from core.ingest import _gone
+    from core.ingest.plan import _gone
 
     (tmp_path / "loop").symlink_to(tmp_path / "loop")
     (tmp_path / "file").write_text("x")
@@ -489,7 +489,7 @@ def test_large_files_are_written_in_windows_with_the_same_result(
     reused vectors on a change, and a failure midway leaves the old version whole and visible."""
     import qdrant_edge as qe
 
-    import core.ingest
+    import core.ingest.pipeline
 
     long = "\n\n".join(f"# Part {j}\nText of part {j}, on topic {j * 7}." for j in range(20))
     root = docs({"big.md": long, "small.md": "# Small\nA small file."})
@@ -497,8 +497,8 @@ def test_large_files_are_written_in_windows_with_the_same_result(
         ingest([root], engine)
         at_once = _points(engine)
     assert len({path for path, *_ in at_once.values()}) == 2
-    monkeypatch.setattr(core.ingest, "LARGE_FILE_CHUNKS", 4)
-    monkeypatch.setattr(core.ingest, "LARGE_WINDOW", 3)
+    monkeypatch.setattr(core.ingest.pipeline, "LARGE_FILE_CHUNKS", 4)
+    monkeypatch.setattr(core.ingest.pipeline, "LARGE_WINDOW", 3)
     windowed = make_settings(kb={"name": "windowed"})
     cache = EmbeddingCache(tmp_path / "cache.sqlite3", HashEmbedding().fingerprint)
     with open_engine(windowed, purpose="write", embedder=HashEmbedding()) as engine:
