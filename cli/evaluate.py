@@ -8,12 +8,12 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from cli.errors import ExitCode
 from cli.options import ConfigOpt, JsonOpt, KbOpt, ModeOpt, load
+from cli.output import Output
+from cli.progress import IngestProgressBar, QuestionProgress
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
-    from cli.output import Output
     from core.config import Settings
     from core.evaluate import EvalCase, EvalReport, InputProblem
 
@@ -87,8 +87,6 @@ def eval_command(
 
     Example: kb eval qa.jsonl --save baseline --fail-under hit@10=0.9
     """
-    from cli.app import ExitCode
-    from cli.output import Output
     from core.errors import ConfigError
 
     words = list(args or [])
@@ -166,7 +164,6 @@ def _beir(
     settings: Settings, folder: Path, split: str, out: Output
 ) -> tuple[list[EvalCase], list[InputProblem]]:
     """Ingest a BEIR corpus into its knowledge base (incremental) and return its cases."""
-    from cli.ingest import IngestProgressBar
     from core.evaluate import prepare_beir
 
     with IngestProgressBar(out) as on_progress:
@@ -195,7 +192,7 @@ def _run(
 
     with (
         open_engine(settings, purpose="read") as engine,
-        _QuestionProgress(out, len(cases)) as tick,
+        QuestionProgress(out, len(cases)) as tick,
     ):
         return run_eval(
             cases,
@@ -208,31 +205,6 @@ def _run(
             name=name,
             on_progress=tick,
         )
-
-
-class _QuestionProgress:
-    """A progress bar over questions on a terminal's stderr."""
-
-    def __init__(self, out: Output, total: int) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
-
-        self.bar = Progress(
-            "evaluating",
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeRemainingColumn(),
-            console=out.err,
-            transient=True,
-            disable=not out.err.is_terminal,
-        )
-        self.task = self.bar.add_task("eval", total=total)
-
-    def __enter__(self) -> Callable[[int, int], None]:
-        self.bar.start()
-        return lambda done, total: self.bar.update(self.task, completed=done)
-
-    def __exit__(self, *exc: object) -> None:
-        self.bar.stop()
 
 
 def _compare(settings: Settings, a: str, b: str, out: Output) -> None:
