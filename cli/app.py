@@ -8,17 +8,34 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import TYPE_CHECKING
 
 import typer
+from typer.core import TyperGroup
 
 from cli import ask, chat, evaluate, ingest, manage
 from cli.errors import ExitCode, reports_errors
+from cli.groups import DefaultCommand, DefaultCommandGroup
+
+if TYPE_CHECKING:
+    from typer._click import Context  # typer vendors click; the type is not re-exported
 
 __all__ = ["ExitCode", "app", "main"]  # ExitCode too: scripts and tests take it from here
 
 
+class _KbGroup(TyperGroup):
+    """`kb --help` lists the commands in the order registered below (Typer would list `eval`, a group,
+    after all plain commands). A command missing from ORDER fails here, loudly."""
+
+    ORDER = ("ingest", "ask", "chat", "eval", "sources", "forget", "migrate", "config")
+
+    def list_commands(self, ctx: Context) -> list[str]:
+        return sorted(super().list_commands(ctx), key=self.ORDER.index)
+
+
 app = typer.Typer(
     name="kb",
+    cls=_KbGroup,
     help="A private, grounded question-answering assistant over your own documents.",
     no_args_is_help=True,
     add_completion=False,
@@ -26,10 +43,18 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 
+# `kb eval FILE` and `kb eval --beir DIR` run the hidden default; `compare` and `generate` are its siblings.
+eval_app = typer.Typer(cls=DefaultCommandGroup, add_completion=False, rich_markup_mode=None)
+eval_app.command(DefaultCommandGroup.DEFAULT, cls=DefaultCommand, hidden=True)(
+    reports_errors(evaluate.eval_command)
+)
+eval_app.command("compare")(reports_errors(evaluate.compare_command))
+eval_app.command("generate")(reports_errors(evaluate.generate_command))
+
 app.command("ingest")(reports_errors(ingest.ingest_command))
 app.command("ask")(reports_errors(ask.ask_command))
 app.command("chat")(reports_errors(chat.chat_command))
-app.command("eval")(reports_errors(evaluate.eval_command))
+app.add_typer(eval_app, name="eval")
 app.command("sources")(reports_errors(manage.sources_command))
 app.command("forget")(reports_errors(manage.forget_command))
 app.command("migrate")(reports_errors(manage.migrate_command))
