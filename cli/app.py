@@ -1,76 +1,41 @@
-"""The `kb` command: one Typer app, the error boundary and the exit-code table.
+"""The `kb` command: one Typer app and the list of its commands.
 
 Command modules import core (and with it llama_index, qdrant_edge, the embedder) inside the command
-body only, so `kb --help` stays fast.
+body only, so `kb --help` stays fast. The exit codes and the error boundary are in `cli.errors`.
 """
 
 from __future__ import annotations
 
-import functools
+import os
 import sys
-from collections.abc import Callable
-from enum import IntEnum
-from typing import ParamSpec
+from typing import TYPE_CHECKING
 
 import typer
+from typer.core import TyperGroup
 
-P = ParamSpec("P")
+from cli import ask, chat, evaluate, ingest, manage
+from cli.errors import ExitCode, reports_errors
+from cli.groups import DefaultCommand, DefaultCommandGroup
 
+if TYPE_CHECKING:
+    from typer._click import Context  # typer vendors click; the type is not re-exported
 
-class ExitCode(IntEnum):
-    """What `kb` exits with; scripts can rely on these."""
-
-    OK = 0
-    FAILURE = 1  # an error not listed below
-    USAGE = 2  # bad arguments or configuration, or a knowledge base built with other settings
-    UNAVAILABLE = 3  # knowledge base busy, or an embedding/LLM endpoint unreachable: retry later
-    NO_KNOWLEDGE_BASE = 4  # nothing ingested yet under this name
-    INCOMPLETE = 5  # `kb ingest --strict`: some files could not be indexed
-    NO_ANSWER = 6  # `kb ask`: nothing relevant in the knowledge base (nearest sources still listed)
-    BELOW_THRESHOLD = 7  # `kb eval --fail-under`: a metric fell below its floor
-    INTERRUPTED = 130  # Ctrl-C
+__all__ = ["ExitCode", "app", "main"]  # ExitCode too: scripts and tests take it from here
 
 
-def exit_code_for(err: Exception) -> ExitCode:
-    """The exit code of a KbError subclass."""
-    from core import errors
+class _KbGroup(TyperGroup):
+    """`kb --help` lists the commands in the order registered below (Typer would list `eval`, a group,
+    after all plain commands). A command missing from ORDER fails here, loudly."""
 
-    table: list[tuple[type[Exception], ExitCode]] = [
-        (errors.ConfigError, ExitCode.USAGE),
-        (errors.StoreMismatch, ExitCode.USAGE),
-        (errors.ProviderError, ExitCode.UNAVAILABLE),
-        (errors.StoreBusy, ExitCode.UNAVAILABLE),
-        (errors.NoKnowledgeBase, ExitCode.NO_KNOWLEDGE_BASE),
-        (errors.NothingToAnswerFrom, ExitCode.NO_KNOWLEDGE_BASE),
-    ]
-    for kind, code in table:
-        if isinstance(err, kind):
-            return code
-    return ExitCode.FAILURE
+    ORDER = ("ingest", "ask", "chat", "eval", "sources", "forget", "migrate", "config")
 
-
-def reports_errors(command: Callable[P, None]) -> Callable[P, None]:
-    """The one error boundary, applied to every command so tests see the codes users see."""
-
-    @functools.wraps(command)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> None:
-        from core.errors import KbError
-
-        try:
-            command(*args, **kwargs)
-        except KbError as err:
-            from cli.output import print_error
-
-            print_error(err)
-            raise typer.Exit(exit_code_for(err)) from None
-        except KeyboardInterrupt:
-            raise typer.Exit(ExitCode.INTERRUPTED) from None
-
-    return wrapper
+    def list_commands(self, ctx: Context) -> list[str]:
+        return sorted(super().list_commands(ctx), key=self.ORDER.index)
 
 
 app = typer.Typer(
     name="kb",
+    cls=_KbGroup,
     help="A private, grounded question-answering assistant over your own documents.",
     no_args_is_help=True,
     add_completion=False,
@@ -78,21 +43,22 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 
+# `kb eval FILE` and `kb eval --beir DIR` run the hidden default; `compare` and `generate` are its siblings.
+eval_app = typer.Typer(cls=DefaultCommandGroup, add_completion=False, rich_markup_mode=None)
+eval_app.command(DefaultCommandGroup.DEFAULT, cls=DefaultCommand, hidden=True)(
+    reports_errors(evaluate.eval_command)
+)
+eval_app.command("compare")(reports_errors(evaluate.compare_command))
+eval_app.command("generate")(reports_errors(evaluate.generate_command))
 
-def _register() -> None:
-    from cli import ask, chat, evaluate, ingest, manage
-
-    app.command("ingest")(reports_errors(ingest.ingest_command))
-    app.command("ask")(reports_errors(ask.ask_command))
-    app.command("chat")(reports_errors(chat.chat_command))
-    app.command("eval")(reports_errors(evaluate.eval_command))
-    app.command("sources")(reports_errors(manage.sources_command))
-    app.command("forget")(reports_errors(manage.forget_command))
-    app.command("migrate")(reports_errors(manage.migrate_command))
-    app.command("config")(reports_errors(manage.config_command))
-
-
-_register()
+app.command("ingest")(reports_errors(ingest.ingest_command))
+app.command("ask")(reports_errors(ask.ask_command))
+app.command("chat")(reports_errors(chat.chat_command))
+app.add_typer(eval_app, name="eval")
+app.command("sources")(reports_errors(manage.sources_command))
+app.command("forget")(reports_errors(manage.forget_command))
+app.command("migrate")(reports_errors(manage.migrate_command))
+app.command("config")(reports_errors(manage.config_command))
 
 
 def main() -> None:
@@ -101,8 +67,6 @@ def main() -> None:
         app()
     except BrokenPipeError:
         # `kb ... | head -1`: the reader left; end quietly, like other Unix tools.
-        import os
-
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         sys.exit(ExitCode.FAILURE)

@@ -7,7 +7,9 @@ from typing import Annotated
 
 import typer
 
+from cli.errors import ExitCode
 from cli.options import ConfigOpt, JsonOpt, KbOpt, ModeOpt, ShowThinkingOpt, TopKOpt, load
+from cli.output import Output
 
 
 def ask_command(
@@ -75,8 +77,6 @@ def ask_command(
 
     Example: kb ask "How long is the refund window?"
     """
-    from cli.app import ExitCode
-    from cli.output import Output
     from core.answer import answer
     from core.engine import open_engine
     from core.errors import ConfigError, KbError

@@ -8,10 +8,11 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from cli.errors import exit_code_for
 from cli.options import ConfigOpt, JsonOpt, KbOpt, ModeOpt, ShowThinkingOpt, TopKOpt, load
+from cli.output import Output
 
 if TYPE_CHECKING:
-    from cli.output import Output
     from core.chat import ChatSession, ChatStore
     from core.config import Settings
     from core.errors import KbError
@@ -57,7 +58,6 @@ def chat_command(
 
     Example: printf 'What port does it use?\\nAnd how do I change it?\\n' | kb chat --json
     """
-    from cli.output import Output
     from core.chat import ChatStore
 
     loaded = load(config, kb, retrieval={"mode": mode, "top_k": top_k})
@@ -82,8 +82,6 @@ def chat_command(
         store.close()
     if loop.failed is not None:
         # A script learns that a turn failed (busy, endpoint down, ...) from the exit code.
-        from cli.app import exit_code_for
-
         raise typer.Exit(exit_code_for(loop.failed))
 
 

@@ -1,4 +1,5 @@
-"""`kb eval QUESTIONS.jsonl`, `kb eval --beir DIR`, `kb eval compare A B`, `kb eval generate`."""
+"""`kb eval QUESTIONS.jsonl`, `kb eval --beir DIR`, and the sub-commands `kb eval compare A B`,
+`kb eval generate` (`cli.groups` sends a first word that is neither to `eval_command`)."""
 
 from __future__ import annotations
 
@@ -8,24 +9,24 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from cli.errors import ExitCode
 from cli.options import ConfigOpt, JsonOpt, KbOpt, ModeOpt, load
+from cli.output import Output
+from cli.progress import IngestProgressBar, QuestionProgress
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
-    from cli.output import Output
     from core.config import Settings
     from core.evaluate.cases import EvalCase
     from core.results import EvalReport, InputProblem
 
 
 def eval_command(
-    args: Annotated[
-        list[str] | None,
+    questions: Annotated[
+        Path | None,
         typer.Argument(
-            help="QUESTIONS.jsonl, or `compare RUN_A RUN_B`, or `generate`.",
+            help="The question set (JSONL); or use --beir.",
             show_default=False,
-            metavar="QUESTIONS.jsonl | compare A B | generate",
+            metavar="QUESTIONS.jsonl",
         ),
     ] = None,
     beir: Annotated[
@@ -66,18 +67,6 @@ def eval_command(
             metavar="METRIC=VALUE",
         ),
     ] = None,
-    count: Annotated[
-        int, typer.Option("--count", help="generate: chunks to write questions from.", min=1)
-    ] = 20,
-    output: Annotated[
-        Path | None,
-        typer.Option(
-            "--output",
-            "-o",
-            help="generate: write the JSONL here (default: stdout).",
-            metavar="FILE",
-        ),
-    ] = None,
     config: ConfigOpt = None,
     kb: KbOpt = None,
     as_json: JsonOpt = False,
@@ -88,22 +77,11 @@ def eval_command(
 
     Example: kb eval qa.jsonl --save baseline --fail-under hit@10=0.9
     """
-    from cli.app import ExitCode
-    from cli.output import Output
     from core.errors import ConfigError
 
-    words = list(args or [])
     out = Output(as_json=as_json)
     overrides = {"mode": mode}
-    if words[:1] == ["compare"]:
-        if len(words) != 3:
-            raise ConfigError("compare needs two runs", hint="kb eval compare RUN_A RUN_B")
-        _compare(load(config, kb).settings, words[1], words[2], out)
-        return
-    if words[:1] == ["generate"]:
-        _generate(load(config, kb).settings, count, output, out)
-        return
-    if (beir is None) == (len(words) != 1):
+    if (beir is None) == (questions is None):
         raise ConfigError(
             "give one question set, or --beir DIR",
             hint="kb eval QUESTIONS.jsonl | kb eval --beir DIR",
@@ -116,8 +94,9 @@ def eval_command(
     else:
         from core.evaluate.cases import load_cases
 
+        assert questions is not None  # one of the two, checked above
         settings = load(config, kb, retrieval=overrides).settings
-        cases, problems = load_cases(Path(words[0]))
+        cases, problems = load_cases(questions)
     for problem in problems:
         out.warn(f"line {problem.line}: {problem.reason} (skipped)")
     if limit is not None:
@@ -167,7 +146,6 @@ def _beir(
     settings: Settings, folder: Path, split: str, out: Output
 ) -> tuple[list[EvalCase], list[InputProblem]]:
     """Ingest a BEIR corpus into its knowledge base (incremental) and return its cases."""
-    from cli.ingest import IngestProgressBar
     from core.evaluate.cases import prepare_beir
 
     with IngestProgressBar(out) as on_progress:
@@ -196,7 +174,7 @@ def _run(
 
     with (
         open_engine(settings, purpose="read") as engine,
-        _QuestionProgress(out, len(cases)) as tick,
+        QuestionProgress(out, len(cases)) as tick,
     ):
         return run_eval(
             cases,
@@ -211,43 +189,64 @@ def _run(
         )
 
 
-class _QuestionProgress:
-    """A progress bar over questions on a terminal's stderr."""
+def compare_command(
+    run_a: Annotated[
+        str,
+        typer.Argument(
+            help="The earlier run: a --save NAME or its .json file.",
+            metavar="RUN_A",
+            show_default=False,
+        ),
+    ],
+    run_b: Annotated[
+        str,
+        typer.Argument(
+            help="The later run, compared with RUN_A.", metavar="RUN_B", show_default=False
+        ),
+    ],
+    config: ConfigOpt = None,
+    kb: KbOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Compare two saved runs: every metric, and the questions that got better or worse.
 
-    def __init__(self, out: Output, total: int) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
-
-        self.bar = Progress(
-            "evaluating",
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeRemainingColumn(),
-            console=out.err,
-            transient=True,
-            disable=not out.err.is_terminal,
-        )
-        self.task = self.bar.add_task("eval", total=total)
-
-    def __enter__(self) -> Callable[[int, int], None]:
-        self.bar.start()
-        return lambda done, total: self.bar.update(self.task, completed=done)
-
-    def __exit__(self, *exc: object) -> None:
-        self.bar.stop()
-
-
-def _compare(settings: Settings, a: str, b: str, out: Output) -> None:
+    Example: kb eval compare baseline hybrid
+    """
     from core.evaluate.runs import compare_runs, load_run
 
-    out.comparison(compare_runs(load_run(a, settings), load_run(b, settings)))
+    settings = load(config, kb).settings
+    comparison = compare_runs(load_run(run_a, settings), load_run(run_b, settings))
+    Output(as_json=as_json).comparison(comparison)
 
 
-def _generate(settings: Settings, count: int, output: Path | None, out: Output) -> None:
+def generate_command(
+    count: Annotated[
+        int, typer.Option("--count", help="Chunks to write questions from.", min=1)
+    ] = 20,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Write the JSONL here (default: stdout).",
+            metavar="FILE",
+        ),
+    ] = None,
+    config: ConfigOpt = None,
+    kb: KbOpt = None,
+) -> None:
+    """Write a question set from the knowledge base: the LLM asks a question of sampled chunks.
+
+    Each line names its chunk's file as the source; review the questions before relying on them.
+
+    Example: kb eval generate --count 50 -o qa.jsonl
+    """
     import json
 
     from core.engine import open_engine
     from core.evaluate.generate import generate_cases
 
+    settings = load(config, kb).settings
     with open_engine(settings, purpose="read") as engine:
         rows = generate_cases(engine, count=count)
     lines = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
@@ -256,4 +255,4 @@ def _generate(settings: Settings, count: int, output: Path | None, out: Output) 
         sys.stdout.flush()
     else:
         output.write_text(lines, encoding="utf-8")
-        out.note(f"wrote {len(rows)} questions to {output}")
+        Output().note(f"wrote {len(rows)} questions to {output}")

@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
+from cli.errors import ExitCode
 from cli.options import ConfigOpt, JsonOpt, KbOpt, load
-
-if TYPE_CHECKING:
-    from collections.abc import Callable
-
-    from cli.output import Output
-    from core.results import IngestProgress
+from cli.output import Output
+from cli.progress import IngestProgressBar
 
 
 def ingest_command(
@@ -56,8 +53,6 @@ def ingest_command(
 
     Example: kb ingest ./docs --exclude 'drafts/*'
     """
-    from cli.app import ExitCode
-    from cli.output import Output
     from core.ingest import run_ingest
 
     ingest_flags = {
@@ -75,48 +70,3 @@ def ingest_command(
     out.ingest_report(report)
     if strict and report.problems:
         raise typer.Exit(ExitCode.INCOMPLETE)
-
-
-class IngestProgressBar:
-    """A Rich progress bar on stderr when it is a terminal; otherwise silent."""
-
-    def __init__(self, out: Output) -> None:
-        from rich.progress import (
-            BarColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
-
-        self.progress = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            TextColumn("{task.completed}/{task.total} chunks"),
-            TextColumn("{task.fields[files]}"),
-            TextColumn("{task.fields[rate]}"),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-            console=out.err,
-            transient=True,
-            disable=not out.err.is_terminal,
-        )
-        self.task = self.progress.add_task("reading", total=None, files="", rate="")
-
-    def __enter__(self) -> Callable[[IngestProgress], None]:
-        self.progress.start()
-        return self.update
-
-    def __exit__(self, *exc: object) -> None:
-        self.progress.stop()
-
-    def update(self, tick: IngestProgress) -> None:
-        rate = f"{tick.chunks_done / tick.embed_seconds:.1f} chunks/s" if tick.embed_seconds else ""
-        self.progress.update(
-            self.task,
-            description=tick.phase,
-            completed=tick.chunks_done,
-            total=tick.chunks_total or None,
-            files=f"{tick.files_done}/{tick.files_total} files",
-            rate=rate,
-        )

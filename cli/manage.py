@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from cli.options import ConfigOpt, JsonOpt, KbOpt, load
+from cli.output import Output
 
 
 def sources_command(config: ConfigOpt = None, kb: KbOpt = None, as_json: JsonOpt = False) -> None:
@@ -15,7 +16,6 @@ def sources_command(config: ConfigOpt = None, kb: KbOpt = None, as_json: JsonOpt
 
     Example: kb sources --json | jq '.files[].path'
     """
-    from cli.output import Output
     from core.engine import open_engine
     from core.manage import list_sources
 
@@ -38,7 +38,6 @@ def forget_command(
 
     Example: kb forget docs/old/
     """
-    from cli.output import Output
     from core.engine import open_engine
     from core.manage import forget
 
@@ -98,7 +97,6 @@ def migrate_command(
 
     Example: kb migrate --to http://localhost:6333 --shards 2
     """
-    from cli.output import Output
     from core.manage import migrate
 
     store = {"shards": shards, "replicas": replicas}
@@ -114,7 +112,6 @@ def config_command(config: ConfigOpt = None, kb: KbOpt = None, as_json: JsonOpt 
 
     Example: KB_RETRIEVAL__TOP_K=8 kb config
     """
-    from cli.output import Output
     from core.config import effective_items
 
     loaded = load(config, kb)

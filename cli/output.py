@@ -1,5 +1,9 @@
 """Everything `kb` writes: results on stdout (rich on a terminal, plain when piped, or --json),
-progress, warnings and errors on stderr."""
+progress, warnings and errors on stderr.
+
+Rich is imported inside the methods that draw, not at import time: every command module imports this
+one, and `kb --help` should not pay for rich (about 25 ms and 2.5 MiB).
+"""
 
 from __future__ import annotations
 
@@ -7,14 +11,14 @@ import json
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
+from cli.render import answer_note, locator, source_line, sources_table
+from cli.stream import AnswerStream
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from core.chat import Turn
     from core.errors import KbError
     from core.results import (
@@ -30,12 +34,22 @@ if TYPE_CHECKING:
     from core.retrieve import Retrieval
 
 
+def _stdout() -> Console:
+    from rich.console import Console
+
+    return Console(highlight=False)
+
+
 def _stderr() -> Console:
+    from rich.console import Console
+
     return Console(stderr=True, highlight=False)
 
 
 def print_error(err: KbError) -> None:
     """`error: …` and `hint: …` on stderr; user text is escaped, never read as markup."""
+    from rich.markup import escape
+
     console = _stderr()
     console.print(f"[bold red]error:[/] {escape(str(err))}", soft_wrap=True)
     if err.hint:
@@ -48,7 +62,7 @@ class Output:
 
     as_json: bool = False
     stream_json: bool = False  # JSON lines: sources, then tokens as they arrive, then the answer
-    out: Console = field(default_factory=lambda: Console(highlight=False))
+    out: Console = field(default_factory=_stdout)
     err: Console = field(default_factory=_stderr)
 
     @property
@@ -67,12 +81,17 @@ class Output:
 
     def warn(self, text: str) -> None:
         """A one-line warning on stderr."""
+        from rich.markup import escape
+
         self.err.print(f"[yellow]warning:[/] {escape(text)}", soft_wrap=True)
 
     # -- ingest -------------------------------------------------------------------------------
 
     def ingest_report(self, report: IngestReport) -> None:
         """The summary of `kb ingest`."""
+        from rich.markup import escape
+        from rich.table import Table
+
         for problem in report.problems:
             self.warn(f"{problem.path}: {problem.reason}")
         if self.as_json:
@@ -125,6 +144,9 @@ class Output:
 
     def sources(self, files: list[SourceFile]) -> None:
         """The indexed files."""
+        from rich.markup import escape
+        from rich.table import Table
+
         if self.as_json:
             self.json({"files": [asdict(f) for f in files], "count": len(files)})
             return
@@ -188,10 +210,10 @@ class Output:
             self.err.print("nothing matched", soft_wrap=True)
             return
         if self.fancy:
-            self.out.print(_sources_table(retrieval.sources, snippet=400, title="Retrieved"))
+            self.out.print(sources_table(retrieval.sources, snippet=400, title="Retrieved"))
             return
         for s in retrieval.sources:
-            self.write(_source_line(s))
+            self.write(source_line(s))
             if show_sources:
                 self.write("\t" + " ".join(s.text.split()))
 
@@ -209,6 +231,8 @@ class Output:
 
     def answer(self, answer: Answer, *, show_sources: bool = True, streamed: bool = False) -> None:
         """An answer and its sources; after a live stream, only what follows the text."""
+        from rich.markup import escape
+
         payload = {**asdict(answer), "found": answer.found}
         if self.as_json:
             self.json({"type": "answer", **payload} if self.stream_json else payload)
@@ -228,9 +252,9 @@ class Output:
             if answer.supporting:
                 self.out.print("[bold]Supporting passages[/] [dim](no citations in the answer)[/]")
                 self.out.print(Markdown(answer.supporting))
-            self.out.print(f"[dim]{escape(_answer_note(answer))}[/]")
+            self.out.print(f"[dim]{escape(answer_note(answer))}[/]")
             if sources:
-                self.out.print(_sources_table(sources, cited=set(answer.citations)))
+                self.out.print(sources_table(sources, cited=set(answer.citations)))
             return
         if answer.thinking:
             self.write(answer.thinking)
@@ -240,20 +264,24 @@ class Output:
             self.write("")
             self.write(answer.supporting)
         if answer.kind == "refused":
-            self.err.print(escape(_answer_note(answer)), soft_wrap=True)
+            self.err.print(escape(answer_note(answer)), soft_wrap=True)
         if sources:
             self.write("")
             for s in sources:
-                self.write(_source_line(s))
+                self.write(source_line(s))
 
     # -- chat ---------------------------------------------------------------------------------
 
     def note(self, text: str) -> None:
         """A status line for the person at the keyboard (stderr, so stdout stays answers only)."""
+        from rich.markup import escape
+
         self.err.print(escape(text), soft_wrap=True, style="dim" if self.fancy else None)
 
     def chat_answer(self, turn: Turn, *, streamed: bool) -> None:
         """One turn's answer: as `kb ask` shows it, with the cited sources in one line."""
+        from rich.markup import escape
+
         answer = turn.answer
         if self.as_json:
             self.json({**asdict(answer), "found": answer.found, "standalone": turn.standalone})
@@ -264,7 +292,7 @@ class Output:
             )
         cited = [s for s in answer.sources if s.n in answer.citations] or list(answer.sources[:3])
         where = "  ".join(
-            f"[{s.n}] {s.path}{_locator(s.page, s.line_start, s.line_end)}" for s in cited
+            f"[{s.n}] {s.path}{locator(s.page, s.line_start, s.line_end)}" for s in cited
         )
         if self.fancy:
             from rich.markdown import Markdown
@@ -295,16 +323,19 @@ class Output:
             self.json({"sources": [asdict(s) for s in sources]})
             return
         if self.fancy:
-            self.out.print(_sources_table(sources, snippet=2000 if full_text else 200))
+            self.out.print(sources_table(sources, snippet=2000 if full_text else 200))
             return
         for s in sources:
-            self.write(_source_line(s))
+            self.write(source_line(s))
             if full_text:
                 self.write("\t" + " ".join(s.text.split()))
 
     def chat_sessions(self, rows: list[tuple[str, str, int, float]]) -> None:
         """`kb chat --list`."""
         import time
+
+        from rich.markup import escape
+        from rich.table import Table
 
         def when(stamp: float) -> str:
             return time.strftime("%Y-%m-%d %H:%M", time.localtime(stamp))
@@ -334,6 +365,9 @@ class Output:
 
     def eval_report(self, report: EvalReport, *, bad_cases: int) -> None:
         """Averaged metrics, latencies and the worst questions."""
+        from rich.markup import escape
+        from rich.table import Table
+
         from core.evaluate.run import bad_cases as worst
 
         cases = worst(report, bad_cases)
@@ -400,6 +434,9 @@ class Output:
 
     def config(self, rows: list[tuple[str, str, str]], path: str | None) -> None:
         """The effective configuration and where each value came from."""
+        from rich.markup import escape
+        from rich.table import Table
+
         if self.as_json:
             self.json(
                 {
@@ -418,116 +455,3 @@ class Output:
             return
         for key, value, origin in rows:
             self.write(f"{key} = {value}\t# {origin}")
-
-
-class AnswerStream:
-    """Receives an answer's tokens as the LLM writes them."""
-
-    def __init__(self, output: Output, *, stream_json: bool) -> None:
-        self.output = output
-        self.stream_json = stream_json
-        self.streamed = False  # whether the answer text was already shown
-        self._text = ""
-        self._thinking = ""
-        self._live: Any = None
-
-    def on_event(self, kind: str, text: str) -> None:
-        """A token (or a piece of reasoning) arrived."""
-        if self.stream_json:
-            self.streamed = True
-            self.output.json({"type": kind, "text": text})
-            return
-        if not self.output.fancy:
-            return  # piped: the whole answer is written once it is checked
-        if kind == "token":
-            self._text += text
-        else:
-            self._thinking += text
-        if self._live is None:
-            from rich.live import Live
-
-            self._live = Live(
-                self._view(),
-                console=self.output.out,
-                refresh_per_second=12,
-                vertical_overflow="visible",
-            )
-            self._live.start()
-            self.streamed = True
-        self._live.update(self._view())
-
-    def finish(self, answer: Answer) -> None:
-        """Show the checked answer (invalid citations removed) in place of the raw stream."""
-        if self._live is not None:
-            self._text = answer.answer
-            self._live.update(self._view(), refresh=True)
-
-    def close(self) -> None:
-        """Stop the live view (also when generation failed midway)."""
-        if self._live is not None:
-            self._live.stop()
-            self._live = None
-
-    def _view(self) -> Any:
-        from rich.console import Group
-        from rich.markdown import Markdown
-        from rich.text import Text
-
-        parts: list[Any] = []
-        if self._thinking:
-            parts.append(Text(self._thinking.strip(), style="dim italic"))
-        parts.append(Markdown(self._text))
-        return Group(*parts)
-
-
-def _answer_note(answer: Answer) -> str:
-    if answer.kind == "refused":
-        best = "none" if answer.best_score is None else f"{answer.best_score:.3f}"
-        return (
-            f"Nothing in the knowledge base is relevant enough (best score {best}, threshold "
-            f"{answer.min_score:.3f}); no answer was generated. Nearest sources:"
-        )
-    if answer.kind == "extractive":
-        return f"extractive answer (no LLM configured), {answer.mode} retrieval"
-    if answer.kind == "not_found":
-        return f"{answer.model}: the sources do not answer this; {answer.mode} retrieval"
-    return f"answered by {answer.model}, {answer.mode} retrieval"
-
-
-def _source_line(s: Source) -> str:
-    return f"[{s.n}] {s.path}{_locator(s.page, s.line_start, s.line_end)}\t{s.score:.3f}"
-
-
-def _sources_table(
-    sources: Sequence[Source],
-    *,
-    cited: set[int] | None = None,
-    snippet: int = 120,
-    title: str = "Sources",
-) -> Table:
-    table = Table(title=title, show_lines=False)
-    for column in ("#", "file", "where", "score", "snippet"):
-        table.add_column(column, overflow="fold")
-    for s in sources:
-        uri = Path(s.abs_path).as_uri() if s.abs_path.startswith("/") else ""
-        link = f"[link={uri}]{escape(s.path)}[/link]" if uri else escape(s.path)
-        where = " › ".join(s.headings) + _locator(s.page, s.line_start, s.line_end)
-        text = " ".join(s.text.split())
-        text = text[:snippet] + ("…" if len(text) > snippet else "")
-        style = "dim" if cited and s.n not in cited else ""
-        table.add_row(
-            f"[{s.n}]", link, escape(where.strip()), f"{s.score:.3f}", escape(text), style=style
-        )
-    return table
-
-
-def _locator(page: int | None, line_start: int | None, line_end: int | None) -> str:
-    if page:
-        return f" p.{page}"
-    if line_start:
-        return (
-            f" L{line_start}-{line_end}"
-            if line_end and line_end != line_start
-            else f" L{line_start}"
-        )
-    return ""

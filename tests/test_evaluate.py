@@ -220,6 +220,41 @@ def test_beir_folder_is_ingested_once_and_scored(runner: CliRunner, tmp_path: Pa
     assert "contains" not in json.loads(again.stdout)["metrics"]
 
 
+def test_compare_and_generate_are_sub_commands_with_their_own_help(runner: CliRunner) -> None:
+    compare = runner.invoke(app, ["eval", "compare", "--help"])
+    assert compare.exit_code == 0, compare.stderr
+    assert compare.stdout.startswith("Usage: kb eval compare [OPTIONS]")
+    assert "RUN_A" in compare.stdout
+    assert "RUN_B" in compare.stdout
+    assert "Example: kb eval compare" in compare.stdout
+    assert "--json" in compare.stdout
+    assert "--beir" not in compare.stdout
+    assert "--count" not in compare.stdout
+    generate = runner.invoke(app, ["eval", "generate", "--help"])
+    assert generate.exit_code == 0, generate.stderr
+    assert generate.stdout.startswith("Usage: kb eval generate [OPTIONS]")
+    assert "--count" in generate.stdout
+    assert "--output" in generate.stdout
+    assert "Example: kb eval generate" in generate.stdout
+    assert "--beir" not in generate.stdout
+    assert "--fail-under" not in generate.stdout
+
+
+def test_eval_help_is_the_question_set_command_and_names_the_sub_commands(
+    runner: CliRunner,
+) -> None:
+    for args in (["eval", "--help"], ["eval", "qa.jsonl", "--help"]):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0, result.stderr
+        assert result.stdout.startswith("Usage: kb eval [OPTIONS] [QUESTIONS.jsonl]")
+        assert "--beir" in result.stdout
+        assert "--fail-under" in result.stdout
+        assert "--count" not in result.stdout
+    commands = runner.invoke(app, ["eval", "--help"]).stdout.split("Commands:")[1]
+    assert "compare" in commands
+    assert "generate" in commands
+
+
 def test_usage_errors(runner: CliRunner, tmp_path: Path) -> None:
     assert runner.invoke(app, ["eval"]).exit_code == ExitCode.USAGE
     assert runner.invoke(app, ["eval", "compare", "a"]).exit_code == ExitCode.USAGE
