@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from core.config import Settings
+from core.embedders import SPECS
 from core.errors import ConfigError, NoKnowledgeBase, ProviderError, StoreBusy, StoreMismatch
-from core.models import known_identity
 from core.text import ANALYZER_VERSION, sparse_document, sparse_query
 from stores.shard import (
     CollectionMismatch,
@@ -90,11 +90,9 @@ class Engine:
     def query_vector(self, text: str) -> list[float]:
         """A question's dense vector. The bundled models answer without importing LlamaIndex."""
         if self.given_embedder is None:
-            from core import bundled
-
-            vector = bundled.query_vector(self.settings.embedding.provider, text)
-            if vector is not None:
-                return vector
+            encoder = SPECS[self.settings.embedding.provider].load_encoder()
+            if encoder is not None:
+                return encoder.query(text)
         return list(self.embedder.get_query_embedding(text))
 
     @cached_property
@@ -142,7 +140,8 @@ def open_engine(
     kb_dir = settings.kb_dir()
     meta: dict[str, object] = {}
     if purpose != "manage":
-        identity = None if embedder is not None else known_identity(settings.embedding)
+        spec = SPECS[settings.embedding.provider]
+        identity = None if embedder is not None else spec.known_identity(settings.embedding)
         if identity is None:
             if embedder is None:
                 from core.providers import make_embedder
