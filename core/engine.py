@@ -14,7 +14,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from core.config import Settings
+from core.config import NO_LLM, Settings
 from core.embedders import SPECS
 from core.errors import ConfigError, NoKnowledgeBase, ProviderError, StoreBusy, StoreMismatch
 from core.text import ANALYZER_VERSION, sparse_document, sparse_query
@@ -31,7 +31,8 @@ from stores.shard import (
 if TYPE_CHECKING:
     from llama_index.core.llms import LLM
 
-    from core.providers import KbEmbedding, Reranker
+    from core.embedders.base import KbEmbedding
+    from core.providers import Reranker
     from stores.qdrant import QdrantStore
     from stores.vector_store import KbVectorStore
 
@@ -59,7 +60,7 @@ class Engine:
         """The configured LLM, or None: answers are then extractive."""
         if self.given_llm is not None:
             return self.given_llm
-        if self.settings.llm.provider == "none":
+        if self.settings.llm.provider == NO_LLM:
             return None  # extractive answers: no LlamaIndex import, no client
         from core.llm import make_llm
 

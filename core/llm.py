@@ -24,14 +24,14 @@ from llama_index.core.llms import LLM, CustomLLM
 from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_callback
 from pydantic import PrivateAttr
 
-from core.config import LLM_PRESETS, LlmSettings
+from core.config import LLM_PRESETS, NO_LLM, LlmSettings
 from core.errors import ConfigError, ProviderError
 from core.openai_endpoint import Endpoint, openai_client, translate
 
 
 def make_llm(cfg: LlmSettings) -> LLM | None:
     """The LLM `[llm]` asks for, or None for extractive answers (`provider = "none"`)."""
-    if cfg.provider == "none":
+    if cfg.provider == NO_LLM:
         return None
     preset = LLM_PRESETS[cfg.provider]
     base_url = cfg.base_url or preset.base_url
