@@ -102,19 +102,17 @@ def write_file(path: Path, kind: str, mb: float) -> int:
 def child(path: Path, home: Path) -> None:
     """Ingest `path` into a fresh knowledge base in `home`; print one JSON line of figures."""
     from core.config import load_settings
+    from core.embedders import SPECS
+    from core.embedders.base import BundledEmbedding
     from core.ingest import run_ingest
-    from core.models import E5
-    from core.providers import E5Embedding
     from core.results import IngestProgress
 
-    class StandInEmbedding(E5Embedding):
+    class StandInEmbedding(BundledEmbedding):
         """e5's token counts, hashed vectors of e5's size: the chunker and store at full scale."""
 
-        model_name: str = "hashed-stand-in"
-
-        @classmethod
-        def class_name(cls) -> str:
-            return "benchmark-stand-in"
+        @property
+        def fingerprint(self) -> str:
+            return "benchmark-stand-in:hashed-stand-in"
 
         def _get_query_embedding(self, query: str) -> list[float]:
             return self._get_text_embeddings([query])[0]
@@ -125,7 +123,9 @@ def child(path: Path, home: Path) -> None:
             rows = []
             for text in texts:
                 seed = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8)
-                vector = np.random.default_rng(int(seed.hexdigest(), 16)).standard_normal(E5[2])
+                vector = np.random.default_rng(int(seed.hexdigest(), 16)).standard_normal(
+                    SPECS["local"].dim
+                )
                 rows.append((vector / np.linalg.norm(vector)).tolist())  # as e5's rows arrive
             return rows
 

@@ -20,9 +20,9 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 
+from core.embedders import calibrated_min_score
 from core.engine import Engine
 from core.errors import NothingToAnswerFrom
-from core.models import calibrated_min_score
 from core.prompts import NOT_FOUND, answer_messages, not_found_text
 from core.results import Answer, Source
 from core.retrieve import Retrieval

@@ -29,6 +29,7 @@ from core.engine import Engine
 from core.prompts import condense_messages
 from core.results import Answer, Source
 from core.retrieve import Mode, RetrievalQuery, retrieve
+from core.text import approx_tokens
 
 HISTORY_TOKENS = 1500  # conversation the rewriting LLM sees, newest first
 SHORT_FOLLOW_UP = 6  # words (or Chinese characters / 2) under which a question leans on context
@@ -125,8 +126,6 @@ def looks_like_follow_up(question: str) -> bool:
 
 def trim_history(history: list[tuple[str, str]], budget: int) -> list[tuple[str, str]]:
     """The newest (question, answer) pairs that fit in `budget` tokens (at least the last one)."""
-    from core.providers import approx_tokens
-
     kept: list[tuple[str, str]] = []
     used = 0
     for question, reply in reversed(history):

