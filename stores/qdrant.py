@@ -247,30 +247,16 @@ class QdrantStore(OneSearch):
         text: str | None = None,
         conditions: Conditions | None = None,
         exclude: Conditions | None = None,
-        depth: int = 50,
-        rrf_k: int = 60,
     ) -> list[Hit]:
-        """`dense`, `sparse` or `hybrid` (reciprocal-rank fusion in the server) search over chunks."""
+        """One `dense` or `sparse` search over chunks (kb's hybrid ranking is `core.retrieve`)."""
         flt = _filter({**(conditions or {}), "kind": "chunk"}, exclude)
-        sparse = self._sparse_vector(text)
-        if mode == "sparse" or (mode == "hybrid" and dense is None):
+        if mode == "sparse":
+            sparse = self._sparse_vector(text)
             if sparse is None:
                 return []
             return self._query(query=sparse, using=SPARSE, flt=flt, limit=limit)
         if dense is None:
             raise ValueError("a dense search needs a query vector")
-        if mode == "hybrid" and sparse is not None:
-            depth = max(limit, depth)
-            prefetch = [
-                models.Prefetch(query=list(dense), using=DENSE, filter=flt, limit=depth),
-                models.Prefetch(query=sparse, using=SPARSE, filter=flt, limit=depth),
-            ]
-            return self._query(
-                query=models.RrfQuery(rrf=models.Rrf(k=rrf_k)),
-                prefetch=prefetch,
-                flt=flt,
-                limit=limit,
-            )
         return self._query(query=list(dense), using=DENSE, flt=flt, limit=limit)
 
     def search_many(self, searches: Sequence[Search]) -> list[list[Hit]]:
@@ -363,7 +349,6 @@ class QdrantStore(OneSearch):
         flt: models.Filter,
         limit: int,
         using: str | None = None,
-        prefetch: list[models.Prefetch] | None = None,
         with_payload: bool = True,
     ) -> list[Hit]:
         response = self._call(
@@ -371,7 +356,6 @@ class QdrantStore(OneSearch):
                 self.collection,
                 query=query,
                 using=using,
-                prefetch=prefetch,
                 query_filter=flt,
                 limit=limit,
                 with_payload=with_payload,

@@ -389,35 +389,20 @@ class EdgeShardStore(OneSearch):
         text: str | None = None,
         conditions: Conditions | None = None,
         exclude: Conditions | None = None,
-        depth: int = 50,
-        rrf_k: int = 60,
     ) -> list[Hit]:
-        """`dense`, `sparse` or `hybrid` (reciprocal-rank fusion in the engine) search over chunks."""
+        """One `dense` or `sparse` search over chunks (kb's hybrid ranking is `core.retrieve`)."""
         flt = _filter({**(conditions or {}), "kind": "chunk"}, exclude)
-        dense_query = qe.Query.Nearest(list(dense), using=DENSE) if dense is not None else None
-        sparse_query = self._sparse_nearest(text)
-        if mode == "sparse" or (mode == "hybrid" and dense_query is None):
+        if mode == "sparse":
+            sparse_query = self._sparse_nearest(text)
             if sparse_query is None:
                 return []
             request = qe.QueryRequest(
                 limit=limit, query=sparse_query, filter=flt, with_payload=True
             )
-        elif mode == "hybrid" and sparse_query is not None:
-            assert dense_query is not None
-            depth = max(limit, depth)
-            request = qe.QueryRequest(
-                limit=limit,
-                prefetches=[
-                    qe.Prefetch(limit=depth, query=dense_query, filter=flt, params=_RESCORED),
-                    qe.Prefetch(limit=depth, query=sparse_query, filter=flt),
-                ],
-                query=qe.Fusion.Rrf(k=rrf_k),  # type: ignore[arg-type]  # the stub misses Rrf
-                filter=flt,
-                with_payload=True,
-            )
         else:
-            if dense_query is None:
+            if dense is None:
                 raise ValueError("a dense search needs a query vector")
+            dense_query = qe.Query.Nearest(list(dense), using=DENSE)
             request = qe.QueryRequest(
                 limit=limit, query=dense_query, filter=flt, with_payload=True, params=_RESCORED
             )

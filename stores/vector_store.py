@@ -1,6 +1,11 @@
 """A knowledge base behind LlamaIndex's vector-store API: a thin adapter over either store, the
 embedded `EdgeShardStore` (Qdrant Edge, Qdrant's engine in-process) or a Qdrant server's collection
-(`QdrantStore`). Dense, sparse and hybrid queries are fused in the engine.
+(`QdrantStore`). Ingest writes through it.
+
+Its `query` runs one search, as LlamaIndex's query modes define them: DEFAULT by the query
+embedding (cosine), SPARSE by the query text's keyword vector (BM25-style). It does no hybrid
+fusion of its own: kb ranks by fusing both scores in `core.retrieve`, which `kb ask` uses and which
+`core.llamaindex.KbRetriever` puts behind LlamaIndex's retriever API.
 """
 
 from __future__ import annotations
@@ -26,11 +31,7 @@ from stores.shard import ChunkPoint, Conditions, EdgeShardStore
 if TYPE_CHECKING:
     from stores.qdrant import QdrantStore
 
-_MODES = {
-    VectorStoreQueryMode.DEFAULT: "dense",
-    VectorStoreQueryMode.SPARSE: "sparse",
-    VectorStoreQueryMode.HYBRID: "hybrid",
-}
+_MODES = {VectorStoreQueryMode.DEFAULT: "dense", VectorStoreQueryMode.SPARSE: "sparse"}
 
 
 class KbVectorStore(BasePydanticVectorStore):
@@ -38,7 +39,6 @@ class KbVectorStore(BasePydanticVectorStore):
 
     stores_text: bool = True
     is_embedding_query: bool = True
-    rrf_k: int = 60
 
     _shard: EdgeShardStore | QdrantStore = PrivateAttr()
 
@@ -90,7 +90,11 @@ class KbVectorStore(BasePydanticVectorStore):
             self._shard.delete_where(*_conditions(filters))
 
     def query(self, query: VectorStoreQuery, **kwargs: Any) -> VectorStoreQueryResult:
-        """Dense (DEFAULT), SPARSE or HYBRID (reciprocal-rank fusion in the engine) search over chunks."""
+        """One dense (DEFAULT) or keyword (SPARSE) search over chunks."""
+        if query.mode == VectorStoreQueryMode.HYBRID:
+            raise ValueError(
+                "hybrid queries are not fused here: retrieve through core.llamaindex.KbRetriever"
+            )
         if query.mode not in _MODES:
             raise ValueError(f"query mode {query.mode} is not supported")
         conditions, exclude = _conditions(query.filters) if query.filters else ({}, {})
@@ -101,8 +105,6 @@ class KbVectorStore(BasePydanticVectorStore):
             text=query.query_str,
             conditions=conditions,
             exclude=exclude,
-            depth=max(query.sparse_top_k or 0, query.hybrid_top_k or 0, 50),
-            rrf_k=self.rrf_k,
         )
         nodes = [_node(hit.id, hit.payload) for hit in hits]
         return VectorStoreQueryResult(
