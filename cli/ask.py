@@ -98,16 +98,11 @@ def ask_command(
         llm={"model": model},
     ).settings
     out = Output(as_json=as_json or stream_json, stream_json=stream_json)
-    cfg = settings.retrieval
-    query = RetrievalQuery(
-        question=question,
-        mode=cfg.mode,
-        top_k=cfg.top_k,
+    query = RetrievalQuery.configured(
+        question,
+        settings.retrieval,
         paths=tuple(paths or ()),
         file_types=tuple(file_types or ()),
-        context=cfg.context,
-        dense_weight=cfg.dense_weight,
-        balance_languages=cfg.balance_languages,
     )
     try:
         with open_engine(settings, purpose="read") as engine:

@@ -29,6 +29,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from core.config import RetrievalSettings
 from core.engine import Engine, Search
 from core.errors import ConfigError
 from core.models import dual_split
@@ -56,6 +57,27 @@ class RetrievalQuery:
     context: int = 0  # neighbouring chunks added on each side of a hit
     dense_weight: float = 0.6
     balance_languages: bool = True
+
+    @classmethod
+    def configured(
+        cls,
+        question: str,
+        cfg: RetrievalSettings,
+        *,
+        paths: tuple[str, ...] = (),
+        file_types: tuple[str, ...] = (),
+    ) -> RetrievalQuery:
+        """The query `kb ask` runs for a question under the `[retrieval]` settings."""
+        return cls(
+            question=question,
+            mode=cfg.mode,
+            top_k=cfg.top_k,
+            paths=paths,
+            file_types=file_types,
+            context=cfg.context,
+            dense_weight=cfg.dense_weight,
+            balance_languages=cfg.balance_languages,
+        )
 
 
 @dataclass(frozen=True)
