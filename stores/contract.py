@@ -167,10 +167,8 @@ class Store(Protocol):
         text: str | None = None,
         conditions: Conditions | None = None,
         exclude: Conditions | None = None,
-        depth: int = 50,
-        rrf_k: int = 60,
     ) -> list[Hit]:
-        """`dense`, `sparse` or `hybrid` (reciprocal-rank fusion in the engine) search over chunks."""
+        """One `dense` or `sparse` search over chunks (kb's hybrid ranking is `core.retrieve`)."""
 
     def search_many(self, searches: Sequence[Search]) -> list[list[Hit]]:
         """Several searches in one call; one result list per search (empty for a keyword search

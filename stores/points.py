@@ -172,18 +172,14 @@ class PointStore(abc.ABC):
         text: str | None = None,
         conditions: Conditions | None = None,
         exclude: Conditions | None = None,
-        depth: int = 50,
-        rrf_k: int = 60,
     ) -> list[Hit]:
         flt = self._filter({**(conditions or {}), "kind": "chunk"}, exclude)
-        sparse = self._sparse_nearest(text)
-        if mode == "sparse" or (mode == "hybrid" and dense is None):
+        if mode == "sparse":
+            sparse = self._sparse_nearest(text)
             return [] if sparse is None else self._hits(self._request(sparse, flt, limit))
         if dense is None:
             raise ValueError("a dense search needs a query vector")
         nearest = self._dense_nearest(dense)
-        if mode == "hybrid" and sparse is not None:
-            return self._hits(self._fused(nearest, sparse, flt, limit, max(limit, depth), rrf_k))
         return self._hits(self._request(nearest, flt, limit, params=self._params(None)))
 
     def search_many(self, searches: Sequence[Search]) -> list[list[Hit]]:
@@ -375,10 +371,6 @@ class PointStore(abc.ABC):
         self, query: Any, flt: Any, limit: int, *, with_payload: bool = True, params: Any = None
     ) -> Any:
         """A request for one query."""
-
-    @abc.abstractmethod
-    def _fused(self, dense: Any, sparse: Any, flt: Any, limit: int, depth: int, rrf_k: int) -> Any:
-        """A request fusing the `depth` best of a dense and a sparse query by reciprocal rank."""
 
     @abc.abstractmethod
     def _query(self, request: Any) -> Iterable[Any]:

@@ -228,21 +228,6 @@ class QdrantStore(PointStore):
             "params": params,
         }
 
-    def _fused(
-        self, dense: Nearest, sparse: Nearest, flt: Any, limit: int, depth: int, rrf_k: int
-    ) -> dict[str, Any]:
-        prefetch = [
-            models.Prefetch(query=query, using=using, filter=flt, limit=depth)
-            for query, using in (dense, sparse)
-        ]
-        return {
-            "query": models.RrfQuery(rrf=models.Rrf(k=rrf_k)),
-            "prefetch": prefetch,
-            "filter": flt,
-            "limit": limit,
-            "with_payload": True,
-        }
-
     def _query(self, request: dict[str, Any]) -> Iterable[Any]:
         response = self._call(
             lambda c: c.query_points(

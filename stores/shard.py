@@ -261,18 +261,6 @@ class EdgeShardStore(PointStore):
             limit=limit, query=query, filter=flt, with_payload=with_payload, params=params
         )
 
-    def _fused(self, dense: Any, sparse: Any, flt: Any, limit: int, depth: int, rrf_k: int) -> Any:
-        return qe.QueryRequest(
-            limit=limit,
-            prefetches=[
-                qe.Prefetch(limit=depth, query=dense, filter=flt, params=_RESCORED),
-                qe.Prefetch(limit=depth, query=sparse, filter=flt),
-            ],
-            query=qe.Fusion.Rrf(k=rrf_k),  # type: ignore[arg-type]  # the stub misses Rrf
-            filter=flt,
-            with_payload=True,
-        )
-
     def _query(self, request: Any) -> Iterable[Any]:
         points: Iterable[Any] = self._shard.query(request)
         return points

@@ -1,6 +1,11 @@
 """A knowledge base behind LlamaIndex's vector-store API: a thin adapter over either store, the
 embedded `EdgeShardStore` (Qdrant Edge, Qdrant's engine in-process) or a Qdrant server's collection
-(`QdrantStore`). Dense, sparse and hybrid queries are fused in the engine.
+(`QdrantStore`). Ingest writes through it.
+
+Its `query` runs one search, as LlamaIndex's query modes define them: DEFAULT by the query
+embedding (cosine), SPARSE by the query text's keyword vector (BM25-style). It does no hybrid
+fusion of its own: kb ranks by fusing both scores in `core.retrieve`, which `kb ask` uses and which
+`core.llamaindex.KbRetriever` puts behind LlamaIndex's retriever API.
 """
 
 from __future__ import annotations
@@ -23,11 +28,7 @@ from pydantic import PrivateAttr
 
 from stores.contract import ChunkPoint, Conditions, Store
 
-_MODES = {
-    VectorStoreQueryMode.DEFAULT: "dense",
-    VectorStoreQueryMode.SPARSE: "sparse",
-    VectorStoreQueryMode.HYBRID: "hybrid",
-}
+_MODES = {VectorStoreQueryMode.DEFAULT: "dense", VectorStoreQueryMode.SPARSE: "sparse"}
 
 
 class KbVectorStore(BasePydanticVectorStore):
@@ -35,7 +36,6 @@ class KbVectorStore(BasePydanticVectorStore):
 
     stores_text: bool = True
     is_embedding_query: bool = True
-    rrf_k: int = 60
 
     _shard: Store = PrivateAttr()
 
@@ -87,7 +87,11 @@ class KbVectorStore(BasePydanticVectorStore):
             self._shard.delete_where(*_conditions(filters))
 
     def query(self, query: VectorStoreQuery, **kwargs: Any) -> VectorStoreQueryResult:
-        """Dense (DEFAULT), SPARSE or HYBRID (reciprocal-rank fusion in the engine) search over chunks."""
+        """One dense (DEFAULT) or keyword (SPARSE) search over chunks."""
+        if query.mode == VectorStoreQueryMode.HYBRID:
+            raise ValueError(
+                "hybrid queries are not fused here: retrieve through core.llamaindex.KbRetriever"
+            )
         if query.mode not in _MODES:
             raise ValueError(f"query mode {query.mode} is not supported")
         conditions, exclude = _conditions(query.filters) if query.filters else ({}, {})
@@ -98,8 +102,6 @@ class KbVectorStore(BasePydanticVectorStore):
             text=query.query_str,
             conditions=conditions,
             exclude=exclude,
-            depth=max(query.sparse_top_k or 0, query.hybrid_top_k or 0, 50),
-            rrf_k=self.rrf_k,
         )
         nodes = [_node(hit.id, hit.payload) for hit in hits]
         return VectorStoreQueryResult(

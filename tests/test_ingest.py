@@ -72,11 +72,11 @@ def test_first_ingest_indexes_every_file_with_full_metadata(
     assert zh.nodes[0].metadata["lang"] == "zh"
 
 
-def _query(engine: Engine, text: str, mode: str = "hybrid") -> Any:
+def _query(engine: Engine, text: str, mode: str = "dense") -> Any:
     from llama_index.core.vector_stores.types import VectorStoreQuery, VectorStoreQueryMode
 
     assert engine.embedder is not None
-    modes = {"hybrid": VectorStoreQueryMode.HYBRID, "sparse": VectorStoreQueryMode.SPARSE}
+    modes = {"dense": VectorStoreQueryMode.DEFAULT, "sparse": VectorStoreQueryMode.SPARSE}
     return VectorStoreQuery(
         query_embedding=engine.embedder.get_query_embedding(text),
         query_str=text,
