@@ -63,7 +63,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # both imported where used: a reopen process times kb's imports, not these
     import numpy as np
 
-    from core.providers import KbEmbedding
+    from core.embedders.base import KbEmbedding
 
 DIM = 384
 SEED = 20240611
@@ -112,7 +112,7 @@ def seeded_embedder() -> KbEmbedding:
 def _seeded_class() -> type[KbEmbedding]:
     import numpy as np
 
-    from core.providers import KbEmbedding
+    from core.embedders.base import KbEmbedding
 
     class SeededEmbedding(KbEmbedding):
         model_name: str = f"seeded-{DIM}"
@@ -254,7 +254,7 @@ def chunk_document(text: str, settings: Any) -> list[Any]:
     from core.chunking import chunk_text
     from core.ingest.pipeline import CONTEXT_TOKENS
     from core.loaders import load
-    from core.providers import approx_tokens
+    from core.text import approx_tokens
 
     loaded = load(Path("x.md"), "markdown", text.encode())
     return chunk_text(

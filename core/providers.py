@@ -10,9 +10,8 @@ from core.config import EmbeddingSettings
 from core.embedders import SPECS
 from core.embedders.base import KbEmbedding
 from core.errors import ProviderError
-from core.text import approx_tokens
 
-__all__ = ["KbEmbedding", "Reranker", "approx_tokens", "make_embedder", "make_reranker"]
+__all__ = ["Reranker", "make_embedder", "make_reranker"]
 
 
 def make_embedder(cfg: EmbeddingSettings) -> KbEmbedding:

@@ -30,9 +30,9 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from core.config import Settings
+from core.embedders import dual_split
 from core.engine import Engine, Search
 from core.errors import ConfigError
-from core.models import dual_split
 from core.results import Source
 from core.text import detect_language
 

@@ -21,7 +21,7 @@ from llama_index.core.llms import CustomLLM
 from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_callback
 from pydantic import PrivateAttr
 
-from core.providers import KbEmbedding
+from core.embedders.base import KbEmbedding
 from core.text import tokenize
 
 

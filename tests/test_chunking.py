@@ -6,8 +6,14 @@ import pytest
 
 from core.chunking import chunk_text
 from core.loaders import LoadedText
-from core.providers import approx_tokens
-from core.text import detect_language, sparse_document, sparse_query, split_sentences, tokenize
+from core.text import (
+    approx_tokens,
+    detect_language,
+    sparse_document,
+    sparse_query,
+    split_sentences,
+    tokenize,
+)
 
 
 def test_sentences_respect_chinese_and_english_boundaries() -> None:

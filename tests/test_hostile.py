@@ -278,7 +278,7 @@ def test_a_long_text_chunks_the_same_however_it_is_streamed(
     never changes the chunks of text whose sentences are shorter than a window."""
     import core.chunking
     from core.loaders import LoadedText
-    from core.providers import approx_tokens
+    from core.text import approx_tokens
 
     text = " ".join(f"Sentence {i} about 退款 {i % 7}。Item {i}; done!" for i in range(3000))
     loaded = LoadedText(text, "text")

@@ -175,7 +175,7 @@ def test_html_code_blocks_keep_lines_and_are_not_headings() -> None:
     text = load(Path("p.html"), "html", html.encode()).text
     assert "```\n# install deps\n    pip install lumen\n```" in text
     from core.chunking import chunk_text
-    from core.providers import approx_tokens
+    from core.text import approx_tokens
 
     chunks = chunk_text(
         LoadedText(text, "html"), count_tokens=approx_tokens, chunk_size=200, chunk_overlap=0

@@ -27,7 +27,7 @@ from core.ingest.scan import resolve_roots
 from core.results import IngestReport
 
 if TYPE_CHECKING:
-    from core.providers import KbEmbedding
+    from core.embedders.base import KbEmbedding
 
 __all__ = ["ingest", "resolve_roots", "run_ingest"]
 
