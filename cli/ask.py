@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from cli.options import ConfigOpt, JsonOpt, KbOpt, ModeOpt, ShowThinkingOpt, TopKOpt, load
+from core.loaders import file_kinds
 
 
 def ask_command(
@@ -33,7 +34,7 @@ def ask_command(
         list[str] | None,
         typer.Option(
             "--type",
-            help="Only files of this type (repeatable): markdown, text, code, pdf, html, docx.",
+            help=f"Only files of this type (repeatable): {', '.join(file_kinds())}.",
             metavar="TYPE",
         ),
     ] = None,

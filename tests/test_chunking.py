@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from core.chunking import chunk_text
-from core.loaders import LoadedText
+from core.loaders import LoadedText, Span
 from core.providers import approx_tokens
 from core.text import detect_language, sparse_document, sparse_query, split_sentences, tokenize
 
@@ -130,7 +130,7 @@ def test_overlong_sentence_is_split_to_fit() -> None:
 
 def test_pdf_chunks_keep_their_page() -> None:
     text = "Page one text.\n\nPage two text."
-    loaded = LoadedText(text, "pdf", pages=((1, 0, 14), (2, 16, 30)))
+    loaded = LoadedText(text, "pdf", spans=(Span(0, 14, "p. 1", 1), Span(16, 30, "p. 2", 2)))
     chunks = chunk_text(loaded, count_tokens=approx_tokens, chunk_size=100, chunk_overlap=0)
     assert [(c.page, c.text) for c in chunks] == [(1, "Page one text."), (2, "Page two text.")]
     assert chunks[0].line_start is None
