@@ -10,6 +10,7 @@ import typer
 from cli.errors import ExitCode
 from cli.options import ConfigOpt, JsonOpt, KbOpt, ModeOpt, ShowThinkingOpt, TopKOpt, load
 from cli.output import Output
+from core.loaders import file_kinds
 
 
 def ask_command(
@@ -35,7 +36,7 @@ def ask_command(
         list[str] | None,
         typer.Option(
             "--type",
-            help="Only files of this type (repeatable): markdown, text, code, pdf, html, docx.",
+            help=f"Only files of this type (repeatable): {', '.join(file_kinds())}.",
             metavar="TYPE",
         ),
     ] = None,

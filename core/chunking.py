@@ -1,7 +1,8 @@
 """Structure-aware chunking sized in the embedder's own tokens.
 
-Markdown-like text (Markdown, HTML and Word, which the loaders render with `#` headings) is cut into
-heading sections first, PDFs into pages, code into lines; each section is then packed greedily from
+How a file is cut first comes from its format in the loader registry: Markdown-like text (Markdown,
+HTML, Word, which the loaders render with `#` headings) into heading sections, located formats into
+their spans (PDF pages, slides, sheets, cells), code into lines; each section is then packed greedily from
 whole sentences (Chinese 。！？； and English boundaries) up to the token budget, with a small overlap.
 Every chunk knows its character span, heading path, page and line range.
 """
@@ -15,7 +16,7 @@ from array import array
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
-from core.loaders import LoadedText
+from core.loaders import LoadedText, format_of
 from core.text import Sentence, split_sentences
 
 _HEADING = re.compile(r"^(#{1,6})[ \t]+(.+?)[ \t#]*$")
@@ -37,6 +38,9 @@ class Chunk:
     page: int | None = None
     line_start: int | None = None
     line_end: int | None = None
+    location: str = (
+        ""  # the span's location ("p. 3", "slide 4", "00:09:04"); "" for line-located files
+    )
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,7 @@ class _Section:
     end: int
     headings: tuple[str, ...]
     page: int | None = None
+    location: str = ""
 
 
 def chunk_text(
@@ -56,31 +61,43 @@ def chunk_text(
 ) -> list[Chunk]:
     """Cut a loaded file into chunks of at most `chunk_size` tokens (measured by `count_tokens`)."""
     text = loaded.text
-    if loaded.kind == "pdf":
-        sections = [_Section(start, end, (), page) for page, start, end in loaded.pages]
-    elif loaded.kind in {"markdown", "html", "docx"}:
+    form = format_of(loaded.kind)
+    if loaded.spans:
+        sections = [
+            _Section(s.start, s.end, (s.heading,) if s.heading else (), s.page, s.location)
+            for s in loaded.spans
+        ]
+    elif form.layout == "markdown":
         sections = _markdown_sections(text)
     else:
         sections = [_Section(0, len(text), ())]
     line_starts = array("q", [0])
-    if loaded.has_lines:
+    if form.has_lines:
         line_starts.extend(m.end() for m in re.finditer("\n", text))
     chunks: list[Chunk] = []
     for section in sections:
         units: Iterable[Sentence]
-        if loaded.kind == "code":
+        if form.layout == "lines":
             units = _lines(text[section.start : section.end], section.start)
         else:
             units = _sentences(text, section.start, section.end)
         for start, end in _pack(text, units, count_tokens, chunk_size, chunk_overlap):
             lines: tuple[int | None, int | None] = (None, None)
-            if loaded.has_lines:
+            if form.has_lines:
                 lines = (
                     bisect.bisect_right(line_starts, start),
                     bisect.bisect_right(line_starts, max(start, end - 1)),
                 )
             chunks.append(
-                Chunk(text[start:end], start, end, section.headings, section.page, *lines)
+                Chunk(
+                    text[start:end],
+                    start,
+                    end,
+                    section.headings,
+                    section.page,
+                    *lines,
+                    location=section.location,
+                )
             )
     return chunks
 

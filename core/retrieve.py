@@ -33,11 +33,11 @@ from core.config import Settings
 from core.embedders import dual_split
 from core.engine import Engine, Search
 from core.errors import ConfigError
+from core.loaders import file_kinds
 from core.results import Source
 from core.text import detect_language
 
 Mode = Literal["hybrid", "dense", "sparse"]
-FILE_TYPES = ("markdown", "text", "code", "pdf", "html", "docx")
 CANDIDATES = 100  # per search; more than any top_k people use, cheap with exact search
 RERANK_POOL = 30
 CROSS_SCALE = math.sqrt(0.5)  # both halves of a `local-dual` query weigh the same
@@ -208,10 +208,10 @@ def retrieve(query: RetrievalQuery, engine: Engine) -> Retrieval:
 def _conditions(query: RetrievalQuery, engine: Engine) -> dict[str, Any]:
     """Payload conditions for `--path` and `--type`."""
     conditions: dict[str, Any] = {}
-    unknown = [t for t in query.file_types if t not in FILE_TYPES]
+    unknown = [t for t in query.file_types if t not in file_kinds()]
     if unknown:
         raise ConfigError(
-            f"unknown file type {unknown[0]!r}", hint=f"use one of: {', '.join(FILE_TYPES)}"
+            f"unknown file type {unknown[0]!r}", hint=f"use one of: {', '.join(file_kinds())}"
         )
     if query.file_types:
         conditions["file_type"] = list(query.file_types)

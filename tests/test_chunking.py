@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from core.chunking import chunk_text
-from core.loaders import LoadedText
+from core.loaders import LoadedText, Span
 from core.text import (
     approx_tokens,
     detect_language,
@@ -136,7 +136,7 @@ def test_overlong_sentence_is_split_to_fit() -> None:
 
 def test_pdf_chunks_keep_their_page() -> None:
     text = "Page one text.\n\nPage two text."
-    loaded = LoadedText(text, "pdf", pages=((1, 0, 14), (2, 16, 30)))
+    loaded = LoadedText(text, "pdf", spans=(Span(0, 14, "p. 1", 1), Span(16, 30, "p. 2", 2)))
     chunks = chunk_text(loaded, count_tokens=approx_tokens, chunk_size=100, chunk_overlap=0)
     assert [(c.page, c.text) for c in chunks] == [(1, "Page one text."), (2, "Page two text.")]
     assert chunks[0].line_start is None
