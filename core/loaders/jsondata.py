@@ -46,7 +46,7 @@ def load_json(data: bytes, path: Path, kind: str, options: LoadOptions) -> Loade
             builder.add(_paragraphs(texts), label_range(first, last, "record", "records"))
     elif isinstance(value, dict):
         for texts, first_path, last_path in grouped(_bounded(_parts(value, "", 0), builder)):
-            where = first_path if first_path == last_path else f"{first_path} … {last_path}"
+            where = _where(first_path, last_path)
             builder.add(_paragraphs(texts), where, re.split(r"[.\[]", first_path)[0])
     else:
         builder.add(_scalar(value), "value")
@@ -102,10 +102,22 @@ def _parts(value: Any, path: str, depth: int) -> Iterator[tuple[str, str]]:
         )
         if len(text) > SPAN_CHARS and opens and depth < _DEPTH:
             yield from _parts(child, child_path, depth + 1)
+        elif isinstance(child, dict) and isinstance(key, int):  # a record in a list: its own keys
+            yield _record(child), child_path
         elif isinstance(child, dict) and len(text) <= ONE_LINE:
             yield _record(child, child_path), child_path
         else:
             yield text, child_path
+
+
+def _where(first: str, last: str) -> str:
+    """`users[3]`, `users[3-9]` for records of one list, else `first … last`."""
+    if first == last:
+        return first
+    a, b = re.fullmatch(r"(.*)\[(\d+)\]", first), re.fullmatch(r"(.*)\[(\d+)\]", last)
+    if a and b and a.group(1) == b.group(1):
+        return f"{a.group(1)}[{a.group(2)}-{b.group(2)}]"
+    return f"{first} … {last}"
 
 
 def _record(value: Any, path: str = "") -> str:

@@ -75,10 +75,10 @@ def load_subtitles(data: bytes, path: Path, kind: str, options: LoadOptions) -> 
 
 
 def _join(pieces: list[str]) -> str:
-    """Pieces of running text joined with a space, or none between two CJK characters."""
+    """Pieces of running text joined with a space, or none where either side is CJK."""
     text = ""
     for piece in pieces:
-        if text and not (_CJK.match(text[-1]) and _CJK.match(piece[0])):
+        if text and not (_CJK.match(text[-1]) or _CJK.match(piece[0])):
             text += " "
         text += piece
     return text
