@@ -87,7 +87,7 @@ FORMATS: tuple[Format, ...] = (
         "plain text",
         "core.loaders.text:load_plain",
         "prose",
-        _words(".txt .text .rst .adoc .org .tex .csv .tsv .log"),
+        _words(".txt .text .rst .adoc .org .tex .log"),
         _words("license readme changelog notice makefile dockerfile"),
         has_lines=True,
     ),
@@ -98,12 +98,12 @@ FORMATS: tuple[Format, ...] = (
         "lines",
         _words(
             """
-        .py .pyi .ipynb .js .jsx .mjs .cjs .ts .tsx .go
+        .py .pyi .js .jsx .mjs .cjs .ts .tsx .go
         .rs .java .kt .kts .scala .c .h .cc .cpp .cxx
         .hpp .hh .cs .swift .m .mm .rb .php .pl .lua
         .r .jl .sh .bash .zsh .fish .ps1 .bat .sql .proto
         .graphql .css .scss .less .vue .svelte .yaml .yml .toml .ini
-        .cfg .conf .env.example .json .jsonc .xml .gradle .cmake .dockerfile .tf
+        .cfg .conf .env.example .xml .gradle .cmake .dockerfile .tf
         .hcl .nix .el .clj .ex .exs .erl .hs .ml .dart
         .zig .v .sv .vhd
             """
@@ -115,6 +115,65 @@ FORMATS: tuple[Format, ...] = (
         "html", "web pages", "core.loaders.html:load_html", "markdown", _words(".html .htm .xhtml")
     ),
     Format("docx", "Word documents", "core.loaders.docx:load_docx", "markdown", _words(".docx")),
+    Format(
+        "odt", "OpenDocument text", "core.loaders.odt:load_odt", "markdown", _words(".odt .fodt")
+    ),
+    Format(
+        "pptx",
+        "PowerPoint (slide by slide)",
+        "core.loaders.pptx:load_pptx",
+        "spans",
+        _words(".pptx"),
+    ),
+    Format(
+        "xlsx",
+        "Excel (rows by sheet)",
+        "core.loaders.xlsx:load_xlsx",
+        "spans",
+        _words(".xlsx .xlsm"),
+    ),
+    Format(
+        "csv",
+        "CSV and TSV tables",
+        "core.loaders.delimited:load_delimited",
+        "spans",
+        _words(".csv .tsv"),
+    ),
+    Format(
+        "json",
+        "JSON and JSON Lines",
+        "core.loaders.jsondata:load_json",
+        "spans",
+        _words(".json .jsonc .jsonl .ndjson .geojson"),
+    ),
+    Format(
+        "notebook",
+        "Jupyter notebooks (cell by cell)",
+        "core.loaders.notebook:load_notebook",
+        "spans",
+        _words(".ipynb"),
+    ),
+    Format(
+        "epub",
+        "EPUB e-books (chapter by chapter)",
+        "core.loaders.epub:load_epub",
+        "spans",
+        _words(".epub"),
+    ),
+    Format(
+        "subtitles",
+        "subtitles (by start time)",
+        "core.loaders.subtitles:load_subtitles",
+        "spans",
+        _words(".srt .vtt .sbv"),
+    ),
+    Format(
+        "email",
+        "e-mail (.eml, .mbox)",
+        "core.loaders.mail:load_email",
+        "spans",
+        _words(".eml .mbox"),
+    ),
 )
 
 # Never worth sniffing: no reader, and not text. Skipped quietly when found in a folder.
@@ -126,8 +185,8 @@ BINARY = _words(
         .whl .egg .exe .dll .so .dylib .o .a .lib .class
         .pyc .pyo .bin .dat .db .sqlite .sqlite3 .parquet .arrow .npy
         .npz .pkl .pickle .pt .onnx .gguf .safetensors .woff .woff2 .ttf
-        .otf .eot .doc .xls .xlsx .ppt .pptx .odt .ods .odp
-        .key .pages .numbers .epub .iso .dmg .DS_Store
+        .otf .eot .doc .xls .ppt .ods .odp
+        .key .pages .numbers .iso .dmg .DS_Store
     """
 )
 

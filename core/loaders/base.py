@@ -62,6 +62,7 @@ class LoadOptions:
     on_page: Callable[[int, int], None] | None = None
 
 
+OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # encrypted Office files are OLE files, not zips
 MAX_UNPACKED_MB = 200  # Office files and e-books are zips: refuse one that would unpack to more
 MAX_UNPACK_RATIO = 200  # real Office XML compresses about 5-20x; zip bombs, thousands of times
 
@@ -74,6 +75,8 @@ def check_zip(data: bytes, what: str) -> None:
     import io
     import zipfile
 
+    if data.startswith(OLE_MAGIC):
+        raise UnreadableFile(f"password-protected {what} (or an old binary Office file renamed)")
     try:
         members = zipfile.ZipFile(io.BytesIO(data)).infolist()
     except (zipfile.BadZipFile, ValueError) as err:
