@@ -20,8 +20,11 @@ from core.loaders.text import clean
 if TYPE_CHECKING:
     import pypdfium2
 
-# Render scale for OCR (1 = 72 dpi). Measured in benchmarks/documents.py: see OCR_SCALE's figures there.
-OCR_SCALE = 2.0
+# Render scale for OCR (1 = 72 dpi; RapidOCR scales its detector's input itself). Measured with
+# benchmarks/documents.py (2 shared cores): character error rate on clean 12-pt pages, en / zh:
+# x1 1.2% / 0.0%, x1.5 15.1% / 0.0%, x2 8.5% / 0.0% (at x1.5 and x2 English lines were lost);
+# the textbook's page 1 against its text layer (formulas included): x1 3.9%, x1.5 5.4%, x2 5.8%.
+OCR_SCALE = 1.0
 MAX_OCR_PIXELS = 12_000_000  # a poster-sized page is rendered smaller, never larger than this
 MIN_RULES = 2  # horizontal and vertical rules a page needs before tables are looked for
 
