@@ -181,6 +181,10 @@ class IngestSettings(_Section):
     gitignore: bool = Field(True, description="Skip paths ignored by .gitignore files")
     hidden: bool = Field(False, description="Also read hidden files and folders")
     max_file_mb: float = Field(50.0, gt=0, description="Skip files larger than this")
+    ocr: Literal["auto", "always", "never"] = Field(
+        "auto",
+        description="OCR of scans, images and garbled PDF pages (auto: where text is missing; needs kb[ocr])",
+    )
 
     @model_validator(mode="after")
     def _overlap_fits(self) -> IngestSettings:

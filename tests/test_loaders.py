@@ -44,7 +44,8 @@ def test_windows_line_endings_are_normalised() -> None:
         ("a.HTML", "html"),
         ("a.docx", "docx"),
         ("Makefile", "text"),
-        ("photo.png", None),
+        ("photo.png", "image"),
+        ("anim.gif", None),
         ("weird.xyz", "sniff"),
     ],
 )

@@ -174,12 +174,19 @@ FORMATS: tuple[Format, ...] = (
         "spans",
         _words(".eml .mbox"),
     ),
+    Format(
+        "image",
+        "images, read by OCR",
+        "core.loaders.ocr:load_image",
+        "prose",
+        _words(".png .jpg .jpeg .tiff .tif .webp .bmp"),
+    ),
 )
 
 # Never worth sniffing: no reader, and not text. Skipped quietly when found in a folder.
 BINARY = _words(
     """
-        .png .jpg .jpeg .gif .bmp .webp .ico .tif .tiff .svgz
+        .gif .ico .svgz
         .mp3 .mp4 .wav .flac .ogg .mov .avi .mkv .webm .zip
         .gz .tgz .bz2 .xz .7z .rar .tar .zst .jar .war
         .whl .egg .exe .dll .so .dylib .o .a .lib .class
