@@ -126,6 +126,8 @@ class Output:
                     f"{report.chunks_reused} reused); {report.chunks_total} in the knowledge base",
                 )
                 table.add_row("problems", str(len(report.problems)))
+                if report.ocr_pages:
+                    table.add_row("OCR", f"{report.ocr_pages} pages or images read by OCR")
                 table.add_row(
                     "time", f"{report.seconds:.1f} s ({report.embed_seconds:.1f} s embedding)"
                 )
@@ -136,7 +138,9 @@ class Output:
                 tail = (
                     f"; chunks: {report.chunks_written} written, {report.chunks_embedded} embedded, "
                     f"{report.chunks_reused} reused, {report.chunks_total} total; "
-                    f"problems {len(report.problems)}; {report.seconds:.1f} s"
+                    f"problems {len(report.problems)}; "
+                    + (f"OCR pages {report.ocr_pages}; " if report.ocr_pages else "")
+                    + f"{report.seconds:.1f} s"
                 )
             self.write(("dry run: " if report.dry_run else "") + counts + tail)
 
@@ -291,9 +295,7 @@ class Output:
                 "removed citations that match no source: " + " ".join(answer.invalid_citations)
             )
         cited = [s for s in answer.sources if s.n in answer.citations] or list(answer.sources[:3])
-        where = "  ".join(
-            f"[{s.n}] {s.path}{locator(s.page, s.line_start, s.line_end)}" for s in cited
-        )
+        where = "  ".join(f"[{s.n}] {s.path}{locator(s)}" for s in cited)
         if self.fancy:
             from rich.markdown import Markdown
 

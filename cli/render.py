@@ -33,7 +33,7 @@ def answer_note(answer: Answer) -> str:
 
 def source_line(s: Source) -> str:
     """`[1] path L3-9<TAB>score`: a source as one plain line."""
-    return f"[{s.n}] {s.path}{locator(s.page, s.line_start, s.line_end)}\t{s.score:.3f}"
+    return f"[{s.n}] {s.path}{locator(s)}{also_in(s)}\t{s.score:.3f}"
 
 
 def sources_table(
@@ -53,7 +53,8 @@ def sources_table(
     for s in sources:
         uri = Path(s.abs_path).as_uri() if s.abs_path.startswith("/") else ""
         link = f"[link={uri}]{escape(s.path)}[/link]" if uri else escape(s.path)
-        where = " › ".join(s.headings) + locator(s.page, s.line_start, s.line_end)
+        link += escape(also_in(s))
+        where = " › ".join(s.headings) + locator(s)
         text = " ".join(s.text.split())
         text = text[:snippet] + ("…" if len(text) > snippet else "")
         style = "dim" if cited and s.n not in cited else ""
@@ -63,10 +64,18 @@ def sources_table(
     return table
 
 
-def locator(page: int | None, line_start: int | None, line_end: int | None) -> str:
-    """Where a chunk sits: ` p.3`, ` L3-9`, or nothing."""
-    if page:
-        return f" p.{page}"
+def also_in(s: Source) -> str:
+    """` (also in: a.srt, a.vtt)` for a source whose text other files hold too, else nothing."""
+    return f" (also in: {', '.join(s.also_in)})" if s.also_in else ""
+
+
+def locator(s: Source) -> str:
+    """Where a chunk sits: ` p.3`, ` slide 4`, ` 00:09:04`, ` L3-9`, or nothing."""
+    line_start, line_end = s.line_start, s.line_end
+    if s.page:
+        return f" p.{s.page}"
+    if s.location:
+        return f" {s.location}"
     if line_start:
         return (
             f" L{line_start}-{line_end}"

@@ -148,7 +148,13 @@ def transcript(session: ChatSession) -> str:
         if turn.answer.supporting:
             lines += ["Supporting passages:", "", turn.answer.supporting, ""]
         for source in turn.answer.sources:
-            where = f"{source.path}" + (f", p. {source.page}" if source.page else "")
+            where = f"{source.path}" + (
+                f", p. {source.page}"
+                if source.page
+                else f", {source.location}"
+                if source.location
+                else ""
+            )
             if source.line_start:
                 where += f", lines {source.line_start}-{source.line_end}"
             lines.append(f"- [{source.n}] {where}")

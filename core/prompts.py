@@ -65,6 +65,8 @@ def format_sources(sources: Sequence[Source]) -> str:
         where = " › ".join(source.headings)
         if source.page is not None:
             where = f"page {source.page}" + (f", {where}" if where else "")
+        elif source.location:
+            where = source.location + (f", {where}" if where else "")
         if where:
             section = f' section="{_attribute(where)}"'
         blocks.append(

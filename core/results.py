@@ -54,6 +54,7 @@ class IngestReport:
     chunks_reused: int = 0
     chunks_total: int = 0
     files_total: int = 0
+    ocr_pages: int = 0  # pages and images read by OCR
     embed_seconds: float = 0.0
     seconds: float = 0.0
 
@@ -107,6 +108,8 @@ class Source:
     headings: tuple[str, ...] = ()
     line_start: int | None = None
     line_end: int | None = None
+    location: str = ""  # where in the file, as a person finds it: "slide 4", "Sheet1, rows 2-40"
+    also_in: tuple[str, ...] = ()  # other files holding the same text (a talk as .txt, .srt, .vtt)
     lang: str = ""
     file_type: str = ""
     doc_id: str = ""

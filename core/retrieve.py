@@ -104,6 +104,7 @@ class _Candidate:
     sparse: float = 0.0
     score: float = 0.0
     group: str | None = None  # the language whose search gave the dense score (None: one search)
+    also_in: list[str] = field(default_factory=list)  # paths of near-duplicates folded into it
 
 
 @dataclass(frozen=True)
@@ -309,13 +310,33 @@ def _collapse_near_duplicates(
         for candidate in window:
             candidate.payload = candidate.payload or payloads.get(candidate.id, {})
             grams = _trigrams(str(candidate.payload.get("text", "")))
-            if any(_near(grams, other) for other in shingles):
+            path = str(candidate.payload.get("path", ""))
+            twin = next(
+                (
+                    i
+                    for i, other in enumerate(shingles)
+                    if _near(grams, other)
+                    or (path != kept[i].payload.get("path") and _within(grams, other))
+                ),
+                None,
+            )
+            if twin is not None:  # the same text again: one source, naming the other files
+                first = kept[twin]
+                if path and path != first.payload.get("path") and path not in first.also_in:
+                    first.also_in.append(path)
                 continue
             kept.append(candidate)
             shingles.append(grams)
             if len(kept) >= limit:
                 return kept
     return kept
+
+
+def _within(a: set[str], b: set[str]) -> bool:
+    """Whether the smaller of two chunks is (nearly) all inside the other: the same text cut
+    differently in another file (a talk as .txt and as .srt). NEAR_DUPLICATE of it is shared."""
+    small = min(len(a), len(b))
+    return small >= 20 and len(a & b) >= NEAR_DUPLICATE * small
 
 
 def _trigrams(text: str) -> set[str]:
@@ -354,6 +375,8 @@ def _source(n: int, candidate: _Candidate, engine: Engine, context: int) -> Sour
         headings=tuple(meta.get("headings") or ()),
         line_start=line_start,
         line_end=line_end,
+        location=str(meta.get("location") or ""),
+        also_in=tuple(candidate.also_in),
         lang=str(meta.get("lang", "")),
         file_type=str(meta.get("file_type", "")),
         doc_id=str(meta.get("doc_id", "")),

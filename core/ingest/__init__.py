@@ -96,6 +96,7 @@ def ingest(
         chunks_written=stats["written"],
         chunks_embedded=stats["embedded"],
         chunks_reused=stats["reused"],
+        ocr_pages=stats["ocr_pages"],
         chunks_total=engine.shard.count(),
         files_total=engine.shard.count("file"),
         embed_seconds=progress.embed_seconds,

@@ -21,7 +21,7 @@ from core.chunking import Chunk, chunk_text
 from core.engine import Engine
 from core.ingest.plan import Plan
 from core.ingest.scan import Candidate, file_problem
-from core.loaders import NotText, UnreadableFile, load
+from core.loaders import LoadOptions, NotText, UnreadableFile, load
 from core.results import FileProblem, IngestProgress
 from core.text import detect_language
 
@@ -101,7 +101,7 @@ def _write_changes(
     problems: list[FileProblem],
     progress: Progress,
 ) -> tuple[dict[str, int], set[str]]:
-    stats = {"written": 0, "embedded": 0, "reused": 0}
+    stats = {"written": 0, "embedded": 0, "reused": 0, "ocr_pages": 0}
     written: set[str] = set()
     work: list[tuple[Candidate, str | None, str | None]] = [
         *((c, h, str(c.abs_path)) for c, h in plan.changed),
@@ -120,15 +120,20 @@ def _write_changes(
         progress.emit("read", candidate.rel_path)
         bytes_read += candidate.size
         try:
-            read = _read(candidate, digest, engine)
+            read = _read(candidate, digest, engine, progress)
         except (UnreadableFile, OSError) as err:
             reason = str(err) if isinstance(err, UnreadableFile) else file_problem("", err).reason
             problems.append(FileProblem(candidate.rel_path, reason))
             progress.files_done += 1
             continue
         except NotText:
+            if candidate.explicit:  # named on the command line: never a silent skip
+                problems.append(FileProblem(candidate.rel_path, "not a text file kb can read"))
             progress.files_done += 1
             continue
+        # Pages left out of a file that was read (garbled, or scanned with OCR off): one line each.
+        problems.extend(FileProblem(candidate.rel_path, note) for note in read.notes)
+        stats["ocr_pages"] += read.ocr_pages
         if len(read.chunks) > LARGE_FILE_CHUNKS:
             stats["embedded"] += _embed(pending, engine, cache, progress)
             stats["written"] += _commit(pending, engine, progress, written)
@@ -173,12 +178,22 @@ class _Read:
     display_title: str
     language: str
     chunks: list[Chunk]
+    notes: tuple[str, ...] = ()  # parts left out, one line each ("p. 3: garbled text layer ...")
+    ocr_pages: int = 0
 
 
-def _read(candidate: Candidate, digest: str | None, engine: Engine) -> _Read:
+def _read(
+    candidate: Candidate, digest: str | None, engine: Engine, progress: Progress | None = None
+) -> _Read:
     data = candidate.abs_path.read_bytes()
     file_hash = digest or hashlib.blake2b(data, digest_size=16).hexdigest()
-    loaded = load(candidate.abs_path, candidate.kind, data)
+
+    def on_page(done: int, total: int) -> None:
+        if progress is not None:
+            progress.emit("read", f"{candidate.rel_path} (OCR, page {done} of {total})")
+
+    options = LoadOptions(ocr=engine.settings.ingest.ocr, on_page=on_page)
+    loaded = load(candidate.abs_path, candidate.kind, data, options)
     del data
     cfg = engine.settings.ingest
     chunks = chunk_text(
@@ -197,6 +212,8 @@ def _read(candidate: Candidate, digest: str | None, engine: Engine) -> _Read:
         loaded.title or candidate.abs_path.name,  # for display; embeddings see loaded.title
         detect_language(loaded.text[:20000]),
         chunks,
+        loaded.notes,
+        loaded.ocr_pages,
     )
 
 
@@ -219,6 +236,7 @@ def _nodes(read: _Read, start: int, stop: int, engine: Engine) -> list[TextNode]
             "title": read.display_title,
             "headings": list(chunk.heading_path),
             "page": chunk.page,
+            "location": chunk.location or None,
             "line_start": chunk.line_start,
             "line_end": chunk.line_end,
             "start_char": chunk.start,
@@ -325,7 +343,7 @@ def _write_large(
     as the file)."""
     doc_id = str(read.candidate.abs_path)
     engine.shard.drop_staged(doc_id)  # what a killed run left of this file
-    stats = {"written": 0, "embedded": 0, "reused": 0}
+    stats = {"written": 0, "embedded": 0, "reused": 0, "ocr_pages": 0}
     for start in range(0, len(read.chunks), LARGE_WINDOW):
         nodes = _nodes(read, start, min(start + LARGE_WINDOW, len(read.chunks)), engine)
         item = _Prepared(

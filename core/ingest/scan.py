@@ -8,7 +8,7 @@ import fnmatch
 import os
 import stat
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ class Candidate:
     kind: str
     size: int
     mtime_ns: int
+    explicit: bool = False  # named on the command line: never skipped without a word
 
 
 @dataclass
@@ -58,9 +59,14 @@ def scan(root: Path, settings: Settings, log: ScanLog) -> Iterator[Candidate | P
     """Files under `root` that pass the filters; a bare Path marks a file seen but not readable."""
     cfg = settings.ingest
     if root.is_file():
+        kind = kind_of(root)
+        if kind is None or (kind == "sniff" and not _sniff(root)):  # named explicitly: say why not
+            log.problems.append(FileProblem(root.name, _no_reader(root, known=kind is None)))
+            yield root
+            return
         candidate = _candidate(root, root.name, root.parent, cfg.max_file_mb, log)
         if candidate is not None:
-            yield candidate
+            yield replace(candidate, explicit=True)
         else:
             yield root
         return
@@ -181,6 +187,14 @@ def _candidate(path: Path, rel: str, root: Path, max_mb: float, log: ScanLog) ->
         log.ignored += 1
         return None
     return Candidate(path.absolute(), rel, root, kind, info.st_size, info.st_mtime_ns)
+
+
+def _no_reader(path: Path, *, known: bool) -> str:
+    """Why a binary file named on the command line is not read."""
+    if not known:
+        return "binary content, and no reader for its type (`kb ask --help` lists the types)"
+    what = path.suffix.lower() or path.name
+    return f"kb has no reader for {what} files, a binary format (`kb ask --help` lists the types)"
 
 
 def _printable(name: str) -> str:
