@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from core.loaders.base import LoadedText, LoadOptions, MissingDependency, Span, UnreadableFile
 from core.loaders.garble import garbled
+from core.loaders.reflow import reflow
 from core.loaders.text import clean
 
 if TYPE_CHECKING:
@@ -161,7 +162,7 @@ def _page_text(page: pypdfium2.PdfPage, number: int, tables: _Tables) -> str:
     try:
         grids = tables.find(page, number) if _has_rules(page) else []
         text = _with_tables(textpage, grids) if grids else textpage.get_text_range()
-        return clean(text).strip()
+        return reflow(clean(text)).strip()
     finally:
         textpage.close()
 
