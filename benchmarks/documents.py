@@ -12,6 +12,12 @@ seconds, pages, a correctness figure); add a format by adding a function to that
   in a CJK font (zh) and DejaVu Sans (en); seconds a page, pages/s and the process's peak memory
   so far (scales run in increasing order). Needs the `ocr` extra and, for (b), a CJK font
   (Debian: ``apt-get install fonts-wqy-microhei``).
+* ``formats``: every other format (deck, workbook, CSV, JSON, JSON Lines, notebook, EPUB,
+  subtitles, e-mail, OpenDocument), each a file made with its own library around known phrases
+  (``benchmarks/documents_formats.py``): share of the known text recovered, files/s, peak memory.
+* ``qa``: the questions of ``docs-real/qa.jsonl`` through the real ``kb ingest`` and ``kb ask --json``
+  processes (bundled embedder, no LLM): the right page among the top 3 sources, and a gold answer in
+  the extractive answer. Target: all five.
 * ``ocr-install``: the installed size of the `ocr` extra (rapidocr, onnxruntime, OpenCV and the
   rest of what they pull in), summed from each distribution's file list.
 
@@ -43,6 +49,7 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
 
 from core.loaders import LoadOptions  # noqa: E402
 from core.loaders.garble import garbled  # noqa: E402
@@ -239,8 +246,49 @@ def measure_ocr_install(args: argparse.Namespace) -> list[Row]:
     return [Row("ocr-install", "kb[ocr]", "pip", 0.0, 0, f"{total / 1024 / 1024:.0f} MB")]
 
 
+def measure_formats(args: argparse.Namespace) -> list[Row]:
+    import documents_formats
+
+    rows = []
+    for name in documents_formats.MAKERS:
+        r = documents_formats.measure(name, args.repeat)
+        seconds = 1 / float(str(r["files_per_s"])) if r["files_per_s"] else 0.0
+        figure = f"{float(str(r['recovered'])):.0%} of known text, {r['spans']} spans"
+        rows.append(Row(str(r["kind"]), name, "kb", seconds, 1, figure, float(str(r["peak_mb"]))))
+    return rows
+
+
+def measure_qa(args: argparse.Namespace) -> list[Row]:
+    import os
+    import subprocess
+    import tempfile
+
+    cases = [json.loads(line) for line in (DOCS_REAL / "qa.jsonl").read_text().splitlines()]
+    kb = [sys.executable, "-m", "cli"]
+    rows = []
+    with tempfile.TemporaryDirectory() as home:
+        env = {**os.environ, "KB_KB__HOME": home}
+        began = time.perf_counter()
+        subprocess.run([*kb, "ingest", str(DOCS_REAL)], env=env, check=True, capture_output=True)
+        rows.append(Row("qa", "kb ingest docs-real", "kb", time.perf_counter() - began, 5, "ok"))
+        for case in cases:
+            began = time.perf_counter()
+            done = subprocess.run(
+                [*kb, "ask", case["question"], "--json"], env=env, capture_output=True, text=True
+            )
+            seconds = time.perf_counter() - began
+            answer = json.loads(done.stdout)
+            pages = [s["page"] for s in answer["sources"][:3] if s["path"] == case["source"]]
+            gold = any(g in answer["answer"] for g in case["answers"])
+            figure = f"page {case['page']} in top 3: {case['page'] in pages}; gold: {gold}"
+            rows.append(Row("qa", case["question"][:30], "kb ask", seconds, 1, figure))
+    return rows
+
+
 MEASURES: list[tuple[str, Callable[[argparse.Namespace], list[Row]]]] = [
     ("pdf", measure_pdf),
+    ("formats", measure_formats),
+    ("qa", measure_qa),
     ("ocr", measure_ocr),
     ("ocr-install", measure_ocr_install),
 ]
@@ -252,6 +300,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--pdf", type=Path, action="append", default=[], help="another real PDF")
     p.add_argument("--scales", type=float, nargs="+", default=[1.0, 1.5, 2.0])
     p.add_argument("--ocr-pages", type=int, default=1, help="textbook pages to OCR per scale")
+    p.add_argument("--repeat", type=int, default=10, help="reads per format file (formats)")
     return p.parse_args(argv)
 
 
