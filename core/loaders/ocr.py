@@ -18,9 +18,9 @@ from core.loaders.base import (
     LoadOptions,
     MissingDependency,
     NotText,
-    Span,
     UnreadableFile,
 )
+from core.loaders.spans import TextBuilder
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -86,9 +86,7 @@ def load_image(data: bytes, path: Path, kind: str, options: LoadOptions) -> Load
     except (UnidentifiedImageError, OSError) as err:  # named .png but no image: like any binary
         raise NotText(f"not an image ({type(err).__name__})") from err
     _engine()  # MissingDependency (naming the extra) before any page is decoded
-    parts: list[str] = []
-    spans: list[Span] = []
-    cursor = 0
+    built = TextBuilder()
     try:
         with image:
             if image.width * image.height > MAX_PIXELS:
@@ -100,19 +98,11 @@ def load_image(data: bytes, path: Path, kind: str, options: LoadOptions) -> Load
                 text = read_image(frame).strip()
                 if options.on_page is not None:
                     options.on_page(number, total)
-                if not text:
-                    continue
-                if parts:
-                    parts.append("\n\n")
-                    cursor += 2
-                parts.append(text)
-                if total > 1:
-                    spans.append(Span(cursor, cursor + len(text), f"p. {number}", page=number))
-                cursor += len(text)
+                built.add(text, f"p. {number}", page=number, located=total > 1)
     except UnreadableFile:
         raise
     except (Image.DecompressionBombError, OSError, ValueError, EOFError) as err:
         raise UnreadableFile(f"corrupt image ({type(err).__name__})") from err
-    if not parts:
+    if not built.parts:
         raise UnreadableFile("no text found by OCR in the image")
-    return LoadedText("".join(parts), kind, spans=tuple(spans), ocr_pages=total)
+    return built.result(kind, ocr_pages=total)

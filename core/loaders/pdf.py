@@ -13,9 +13,10 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from core.loaders.base import LoadedText, LoadOptions, MissingDependency, Span, UnreadableFile
+from core.loaders.base import LoadedText, LoadOptions, MissingDependency, UnreadableFile
 from core.loaders.garble import garbled
 from core.loaders.reflow import reflow
+from core.loaders.spans import TextBuilder
 from core.loaders.text import clean
 
 if TYPE_CHECKING:
@@ -69,10 +70,8 @@ def _read_pages(
 ) -> LoadedText:
     import pypdfium2.raw as pdfium_c
 
-    parts: list[str] = []
-    spans: list[Span] = []
-    notes: list[str] = []
-    cursor = 0
+    built = TextBuilder()
+    notes = built.notes
     ocr_pages = 0
     ocr_missing = False
     total = len(document)
@@ -105,15 +104,8 @@ def _read_pages(
             page.close()
         if options.on_page is not None:
             options.on_page(number, total)
-        if not text:
-            continue
-        if parts:
-            parts.append("\n\n")
-            cursor += 2
-        parts.append(text)
-        spans.append(Span(cursor, cursor + len(text), f"p. {number}", page=number))
-        cursor += len(text)
-    if not parts:
+        built.add(text, f"p. {number}", page=number)
+    if not built.parts:
         if ocr_missing:
             raise MissingDependency(f"scanned PDF: {_needs_ocr()}")
         if notes:
@@ -121,14 +113,7 @@ def _read_pages(
             raise UnreadableFile(f"no page has text: {notes[0]}{more}")
         raise UnreadableFile("PDF has no extractable text (scanned images?)")
     title = str(document.get_metadata_dict(skip_empty=True).get("Title", ""))
-    return LoadedText(
-        "".join(parts),
-        kind,
-        title=title,
-        spans=tuple(spans),
-        notes=tuple(notes),
-        ocr_pages=ocr_pages,
-    )
+    return built.result(kind, title, ocr_pages)
 
 
 def _needs_ocr() -> str:

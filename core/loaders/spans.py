@@ -22,7 +22,16 @@ class TextBuilder:
     notes: list[str] = field(default_factory=list)
     size: int = 0
 
-    def add(self, text: str, location: str, heading: str = "") -> None:
+    def add(
+        self,
+        text: str,
+        location: str,
+        heading: str = "",
+        *,
+        page: int | None = None,
+        located: bool = True,
+    ) -> None:
+        """Append a part; `located=False` adds its text without a span (one-part files)."""
         text = text.strip()
         if not text:
             return
@@ -30,12 +39,19 @@ class TextBuilder:
             self.parts.append("\n\n")
             self.size += 2
         self.parts.append(text)
-        self.spans.append(Span(self.size, self.size + len(text), location, heading=heading))
+        if located:
+            end = self.size + len(text)
+            self.spans.append(Span(self.size, end, location, page=page, heading=heading))
         self.size += len(text)
 
-    def result(self, kind: str, title: str = "") -> LoadedText:
+    def result(self, kind: str, title: str = "", ocr_pages: int = 0) -> LoadedText:
         return LoadedText(
-            "".join(self.parts), kind, title=title, spans=tuple(self.spans), notes=tuple(self.notes)
+            "".join(self.parts),
+            kind,
+            title=title,
+            spans=tuple(self.spans),
+            notes=tuple(self.notes),
+            ocr_pages=ocr_pages,
         )
 
 
