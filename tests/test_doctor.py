@@ -98,7 +98,8 @@ def test_files_and_chunks_that_disagree_are_reported(
     assert "kb ingest" in kb["fix"]
 
 
-def test_the_process_holding_the_lock_is_named(runner: CliRunner, docs: Docs) -> None:
+@pytest.mark.skipif(not Path("/proc/locks").exists(), reason="lock holders come from /proc/locks")
+def test_the_process_holding_the_lock_is_named(runner: CliRunner) -> None:
     holder = (
         "import sys, time\n"
         "from core.config import load_settings\n"
