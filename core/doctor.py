@@ -178,7 +178,11 @@ def llm_checks(settings: Settings, *, timeout: float = LLM_PROBE_TIMEOUT) -> lis
     preset = LLM_PRESETS[cfg.provider]
     base_url, model = cfg.base_url or preset.base_url, cfg.model or preset.model
     key = cfg.api_key.get_secret_value() if cfg.api_key is not None else ""
-    key_fix = f"set {preset.key_env or 'KB_LLM__API_KEY'} (or KB_LLM__API_KEY) in .env"
+    key_fix = (
+        f"set {preset.key_env} (or KB_LLM__API_KEY) in .env"
+        if preset.key_env
+        else "set KB_LLM__API_KEY in .env"
+    )
     if not model:
         return [Check("llm model", False, f"no model set for {cfg.provider}", "set [llm].model")]
     client = openai_client(base_url, key, min(timeout, cfg.timeout), 0)
