@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from typer.core import TyperGroup
 
-from cli import ask, chat, evaluate, ingest, manage
+from cli import ask, chat, doctor, evaluate, ingest, manage
 from cli.errors import ExitCode, reports_errors
 from cli.groups import DefaultCommand, DefaultCommandGroup
 
@@ -27,7 +27,7 @@ class _KbGroup(TyperGroup):
     """`kb --help` lists the commands in the order registered below (Typer would list `eval`, a group,
     after all plain commands). A command missing from ORDER fails here, loudly."""
 
-    ORDER = ("ingest", "ask", "chat", "eval", "sources", "forget", "migrate", "config")
+    ORDER = ("ingest", "ask", "chat", "eval", "sources", "forget", "migrate", "config", "doctor")
 
     def list_commands(self, ctx: Context) -> list[str]:
         return sorted(super().list_commands(ctx), key=self.ORDER.index)
@@ -59,6 +59,30 @@ app.command("sources")(reports_errors(manage.sources_command))
 app.command("forget")(reports_errors(manage.forget_command))
 app.command("migrate")(reports_errors(manage.migrate_command))
 app.command("config")(reports_errors(manage.config_command))
+app.command("doctor")(reports_errors(doctor.doctor_command))
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"kb {version('kb')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    show_version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            help="Print kb's version and exit.",
+            callback=_print_version,
+            is_eager=True,
+        ),
+    ] = False,
+) -> None:
+    """A private, grounded question-answering assistant over your own documents."""
 
 
 def main() -> None:

@@ -30,6 +30,7 @@ class ExitCode(IntEnum):
     INCOMPLETE = 5  # `kb ingest --strict`: some files could not be indexed
     NO_ANSWER = 6  # `kb ask`: nothing relevant in the knowledge base (nearest sources still listed)
     BELOW_THRESHOLD = 7  # `kb eval --fail-under`: a metric fell below its floor
+    CHECKS_FAILED = 8  # `kb doctor`: at least one check failed (each prints its fix)
     INTERRUPTED = 130  # Ctrl-C
 
 

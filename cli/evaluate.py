@@ -87,6 +87,10 @@ def eval_command(
             hint="kb eval QUESTIONS.jsonl | kb eval --beir DIR",
         )
     floors = _floors(fail_under or [])
+    if floors:  # a floor on a metric the run cannot have fails now, not after the whole run
+        from core.evaluate.run import check_floors
+
+        check_floors(floors, k, answers=not no_answers, judge=judge)
     if beir is not None:
         name = kb or f"beir-{beir.resolve().name}"
         settings = load(config, name, retrieval=overrides).settings

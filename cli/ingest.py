@@ -61,7 +61,7 @@ def ingest_command(
         "hidden": True if hidden else None,
         "gitignore": False if no_gitignore else None,
     }
-    settings = load(config, kb, ingest=ingest_flags).settings
+    settings = load(config, kb, fresh=rebuild, ingest=ingest_flags).settings
     out = Output(as_json=as_json)
     with IngestProgressBar(out) as on_progress:
         report = run_ingest(

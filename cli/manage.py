@@ -108,7 +108,8 @@ def migrate_command(
 
 
 def config_command(config: ConfigOpt = None, kb: KbOpt = None, as_json: JsonOpt = False) -> None:
-    """Print the effective configuration, secrets masked, and where each value came from.
+    """Print the settings files looked for, the effective configuration (secrets masked) and where
+    each value came from.
 
     Example: KB_RETRIEVAL__TOP_K=8 kb config
     """
@@ -116,4 +117,5 @@ def config_command(config: ConfigOpt = None, kb: KbOpt = None, as_json: JsonOpt 
 
     loaded = load(config, kb)
     path = str(loaded.config_path) if loaded.config_path else None
-    Output(as_json=as_json).config(effective_items(loaded), path)
+    files = [(f.role, str(f.path), f.found) for f in loaded.files]
+    Output(as_json=as_json).config(effective_items(loaded), path, files)

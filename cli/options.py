@@ -44,10 +44,15 @@ ShowThinkingOpt = Annotated[
 ]
 
 
-def load(config: Path | None, kb: str | None, **sections: dict[str, Any]) -> LoadedSettings:
-    """Settings for one command: files and environment, then the command's own flags."""
+def load(
+    config: Path | None, kb: str | None, *, fresh: bool = False, **sections: dict[str, Any]
+) -> LoadedSettings:
+    """Settings for one command: files and environment, then the command's own flags; then, for
+    what the user left unset, how the knowledge base was built (unless `fresh`: it is rebuilt)."""
     from core.config import load_settings
+    from core.engine import with_recorded
 
     overrides: dict[str, dict[str, Any]] = {"kb": {"name": kb}}
     overrides.update(sections)
-    return load_settings(config, overrides=overrides)
+    loaded = load_settings(config, overrides=overrides)
+    return loaded if fresh else with_recorded(loaded)

@@ -434,8 +434,13 @@ class Output:
             for case_id, question, change in rows[:20]:
                 self.write(f"  {change:+.3f}  [{case_id}] {question}")
 
-    def config(self, rows: list[tuple[str, str, str]], path: str | None) -> None:
-        """The effective configuration and where each value came from."""
+    def config(
+        self,
+        rows: list[tuple[str, str, str]],
+        path: str | None,
+        files: Sequence[tuple[str, str, bool]] = (),
+    ) -> None:
+        """The settings files looked for, the effective configuration and where each value came from."""
         from rich.markup import escape
         from rich.table import Table
 
@@ -443,11 +448,15 @@ class Output:
             self.json(
                 {
                     "config_file": path,
+                    "files": [{"role": r, "path": p, "found": f} for r, p, f in files],
                     "settings": [{"key": k, "value": v, "from": o} for k, v, o in rows],
                 }
             )
             return
         if self.fancy:
+            for role, where, found in files:
+                mark = "[green]found[/]" if found else "[dim]not found[/]"
+                self.out.print(f"{escape(role)}: {escape(where)} ({mark})", soft_wrap=True)
             table = Table(title=f"kb configuration (config file: {escape(path or 'none')})")
             for column in ("key", "value", "from"):
                 table.add_column(column)
@@ -455,5 +464,7 @@ class Output:
                 table.add_row(key, escape(value), escape(origin))
             self.out.print(table)
             return
+        for role, where, found in files:
+            self.write(f"# {role}: {where} ({'found' if found else 'not found'})")
         for key, value, origin in rows:
             self.write(f"{key} = {value}\t# {origin}")

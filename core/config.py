@@ -1,7 +1,9 @@
-"""Settings and their loading: defaults < config.toml < .env < KB_* environment < command-line flags.
+"""Settings and their loading: defaults < the user's config.toml < the user's .env < the project's
+config.toml < the project's .env < KB_* environment < command-line flags.
 
-Every value remembers where it came from, so `kb config` can say so. Secrets (API keys) are read only
-from `.env` or the environment, never from config.toml.
+Every value remembers where it came from, so `kb config` can say so, and every settings file that was
+looked for is listed, found or not. Secrets (API keys) are read only from a `.env` or the environment,
+never from a config.toml.
 """
 
 from __future__ import annotations
@@ -29,6 +31,9 @@ from core.embedders import SPECS, describe_providers
 from core.errors import ConfigError
 
 ENV_PREFIX = "KB_"
+CONFIG_ENV = "KB_CONFIG"  # the project config.toml to read instead of ./config.toml
+USER_DIR_ENV = "KB_CONFIG_HOME"  # the per-user settings folder instead of the platform's
+NOT_SETTINGS = frozenset({CONFIG_ENV, USER_DIR_ENV})  # KB_ variables that name files, not settings
 
 
 class _Section(BaseModel):
@@ -254,6 +259,29 @@ def kb_home(home: str = "") -> Path:
     return Path(platformdirs.user_data_dir("kb", appauthor=False))
 
 
+def user_config_dir(environ: Mapping[str, str]) -> Path:
+    """The per-user settings folder: `$KB_CONFIG_HOME`, else the platform's (`~/.config/kb` on Linux)."""
+    if environ.get(USER_DIR_ENV):
+        return Path(environ[USER_DIR_ENV]).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_config_dir("kb", appauthor=False))
+
+
+DEFAULT_ORIGIN = "default"
+FILE_ORIGINS = ("config file", "user config file")
+BUILT_ORIGIN = "knowledge base"  # a value taken from how the knowledge base was built
+
+
+@dataclass(frozen=True)
+class SettingsFile:
+    """A settings file that was looked for, and whether it was there (and read)."""
+
+    role: str  # "user config", "user .env", "config", ".env"
+    path: Path
+    found: bool
+
+
 @dataclass(frozen=True)
 class LoadedSettings:
     """Settings plus, for every key that was set, where its value came from."""
@@ -261,6 +289,20 @@ class LoadedSettings:
     settings: Settings
     origins: Mapping[str, str]
     config_path: Path | None
+    files: tuple[SettingsFile, ...] = ()
+
+    def explicit(self, key: str) -> bool:
+        """Whether the user chose `key` ("section.name"): a flag, the environment, a .env, or a
+        config file that sets it to something other than the default. A config.toml copied from the
+        documented defaults chooses nothing."""
+        origin = self.origins.get(key, DEFAULT_ORIGIN)
+        if origin == DEFAULT_ORIGIN or origin.startswith(BUILT_ORIGIN):
+            return False
+        if not origin.startswith(FILE_ORIGINS):
+            return True
+        section, name = key.split(".")
+        default = type(getattr(self.settings, section)).model_fields[name].default
+        return bool(getattr(getattr(self.settings, section), name) != default)
 
 
 def load_settings(
@@ -269,29 +311,34 @@ def load_settings(
     environ: Mapping[str, str] | None = None,
     overrides: Mapping[str, Any] | None = None,
     dotenv_path: Path | None = None,
+    user_dir: Path | None = None,
 ) -> LoadedSettings:
-    """Defaults < config.toml < .env < KB_* environment < overrides (command-line flags).
+    """Defaults < user config.toml < user .env < config.toml < .env < KB_* environment < overrides
+    (command-line flags).
 
-    config.toml is `config_path`, else `$KB_CONFIG`, else `./config.toml` when present.
-    Environment keys are `KB_SECTION__KEY`, e.g. `KB_EMBEDDING__PROVIDER=openai`.
+    The user's files are `config.toml` and `.env` in `user_dir`, else `$KB_CONFIG_HOME`, else the
+    per-user config folder (platformdirs: `~/.config/kb/` on Linux). The project's config.toml is
+    `config_path`, else `$KB_CONFIG`, else `./config.toml` when present; its .env is `dotenv_path`,
+    else `./.env`. Environment keys are `KB_SECTION__KEY`, e.g. `KB_EMBEDDING__PROVIDER=openai`.
     """
     env = os.environ if environ is None else environ
-    explicit = config_path is not None or "KB_CONFIG" in env
-    path = config_path or Path(env.get("KB_CONFIG", "config.toml"))
+    user = user_dir if user_dir is not None else user_config_dir(env)
+    user_toml_path, user_dotenv_path = user / "config.toml", user / ".env"
+    user_toml = _read_toml(user_toml_path, required=False)
+    explicit = config_path is not None or CONFIG_ENV in env
+    path = config_path or Path(env.get(CONFIG_ENV, "config.toml"))
     toml_layer = _read_toml(path, required=explicit)
     if not explicit and toml_layer and not set(toml_layer) & set(Settings.model_fields):
         # A ./config.toml that belongs to another tool (no kb section at all) is not ours.
         toml_layer = {}
-    for key in SECRET_KEYS:
-        section, name = key.split(".")
-        if name in toml_layer.get(section, {}):
-            raise ConfigError(
-                f"{key} must not be written in {path}",
-                hint=f"put KB_{section.upper()}__{name.upper()}=... in .env or the environment",
-            )
+    for where, layer in ((user_toml_path, user_toml), (path, toml_layer)):
+        _no_secrets(where, layer)
     dotenv_file = dotenv_path or Path(".env")
-    dotenv_env = {k: v for k, v in dotenv_values(dotenv_file).items() if v is not None}
+    user_env = _read_dotenv(user_dotenv_path)
+    dotenv_env = _read_dotenv(dotenv_file)
     layers: list[tuple[str, dict[str, Any]]] = [
+        (f"user config file {user_toml_path}", user_toml),
+        (f"user .env ({user_dotenv_path})", _from_env(user_env)),
         (f"config file {path}", toml_layer),
         (f".env ({dotenv_file})", _from_env(dotenv_env)),
         ("environment", _from_env(env)),
@@ -304,35 +351,64 @@ def load_settings(
             if not isinstance(values, dict):
                 raise ConfigError(
                     f"'{section}' must be a section, not a value",
-                    hint=f"write it as [{section}] in {path}",
+                    hint=f"write it as [{section}] ({origin})",
                 )
             for key, value in values.items():
                 merged.setdefault(section, {})[key] = value
                 origins[f"{section}.{key}"] = origin
-    _preset_key(merged, origins, [(".env", dotenv_env), ("environment", env)])
+    _preset_key(
+        merged,
+        origins,
+        [("user .env", user_env), (".env", dotenv_env), ("environment", env)],
+    )
     try:
         settings = Settings.model_validate(merged)
     except ValidationError as err:
         raise ConfigError(_describe(err, origins), hint="see `kb config` and config.toml") from err
     used = path if path.exists() and (explicit or toml_layer) else None
-    return LoadedSettings(settings, origins, used)
+    files = (
+        SettingsFile("user config", user_toml_path, user_toml_path.is_file()),
+        SettingsFile("user .env", user_dotenv_path, user_dotenv_path.is_file()),
+        SettingsFile("config", path, used is not None),
+        SettingsFile(".env", dotenv_file, dotenv_file.is_file()),
+    )
+    return LoadedSettings(settings, origins, used, files)
 
 
 def effective_items(loaded: LoadedSettings) -> list[tuple[str, str, str]]:
-    """Every setting as (key, value with secrets masked, origin), for `kb config`."""
+    """Every setting as (key, value with secrets masked, origin), for `kb config`. An empty value
+    that a preset or the embedder fills in is shown as used: the preset's base URL and model."""
     rows: list[tuple[str, str, str]] = []
     dumped = loaded.settings.model_dump()
+    filled = _filled_in(loaded.settings)
     for section, values in dumped.items():
         for key, value in values.items():
             dotted = f"{section}.{key}"
+            origin = loaded.origins.get(dotted, DEFAULT_ORIGIN)
             if dotted in SECRET_KEYS:
                 shown = mask_secret(value)
             elif isinstance(value, tuple | list):
                 shown = ", ".join(map(str, value)) or "(none)"
+            elif value == "" and dotted in filled:
+                shown, origin = filled[dotted]
             else:
                 shown = str(value) if value != "" else '""'
-            rows.append((dotted, shown, loaded.origins.get(dotted, "default")))
+            rows.append((dotted, shown, origin))
     return rows
+
+
+def _filled_in(settings: Settings) -> dict[str, tuple[str, str]]:
+    """The values empty settings stand for: {key: (value, where it comes from)}."""
+    filled: dict[str, tuple[str, str]] = {}
+    preset = LLM_PRESETS.get(settings.llm.provider)
+    if preset is not None:
+        for key, value in (("base_url", preset.base_url), ("model", preset.model)):
+            if value:
+                filled[f"llm.{key}"] = (value, f"preset {settings.llm.provider}")
+    spec = SPECS[settings.embedding.provider]
+    if spec.model:
+        filled["embedding.model"] = (spec.model, f"{spec.name} embedder")
+    return filled
 
 
 def mask_secret(value: SecretStr | None) -> str:
@@ -360,6 +436,23 @@ def _preset_key(
             return
 
 
+def _no_secrets(path: Path, layer: Mapping[str, Any]) -> None:
+    for key in SECRET_KEYS:
+        section, name = key.split(".")
+        values = layer.get(section, {})
+        if isinstance(values, dict) and name in values:
+            raise ConfigError(
+                f"{key} must not be written in {path}",
+                hint=f"put KB_{section.upper()}__{name.upper()}=... in .env or the environment",
+            )
+
+
+def _read_dotenv(path: Path) -> dict[str, str]:
+    if not path.is_file():
+        return {}
+    return {k: v for k, v in dotenv_values(path).items() if v is not None}
+
+
 def _read_toml(path: Path, *, required: bool) -> dict[str, Any]:
     if not path.exists():
         if required:
@@ -373,10 +466,11 @@ def _read_toml(path: Path, *, required: bool) -> dict[str, Any]:
 
 
 def _from_env(env: Mapping[str, str]) -> dict[str, dict[str, Any]]:
-    """`KB_SECTION__KEY=value` as {section: {key: value}}. `KB_CONFIG` is not a setting."""
+    """`KB_SECTION__KEY=value` as {section: {key: value}}. `KB_CONFIG` and `KB_CONFIG_HOME` name
+    files, not settings."""
     out: dict[str, dict[str, Any]] = {}
     for name, value in env.items():
-        if not name.startswith(ENV_PREFIX) or name == "KB_CONFIG":
+        if not name.startswith(ENV_PREFIX) or name in NOT_SETTINGS:
             continue
         parts = name[len(ENV_PREFIX) :].lower().split("__")
         if len(parts) != 2 or not all(parts):

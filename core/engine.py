@@ -6,6 +6,8 @@ look up (an unchanged re-ingest, `kb sources`, `kb forget`) never load a model o
 
 from __future__ import annotations
 
+import json
+import re
 import shutil
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -14,9 +16,16 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from core.config import NO_LLM, Settings
+from core.config import BUILT_ORIGIN, NO_LLM, LoadedSettings, Settings
 from core.embedders import SPECS
-from core.errors import ConfigError, NoKnowledgeBase, ProviderError, StoreBusy, StoreMismatch
+from core.errors import (
+    ConfigError,
+    KbError,
+    NoKnowledgeBase,
+    ProviderError,
+    StoreBusy,
+    StoreMismatch,
+)
 from core.text import ANALYZER_VERSION, sparse_document, sparse_query
 from stores.contract import (
     CollectionMismatch,
@@ -231,6 +240,79 @@ def open_store(
             f"knowledge base '{settings.kb.name}' was built with other settings ({err})",
             hint="rebuild it with `kb ingest --rebuild PATH`, or restore the settings it was built with",
         ) from err
+
+
+EMBEDDER_KEYS = ("provider", "model", "base_url", "dim")  # what names the vectors a kb holds
+CHUNKING_KEYS = ("chunk_size", "chunk_overlap")
+_ENDPOINT = re.compile(r"openai:(https?://[^/]+(?:/[^:]*)?):(.+)")
+
+
+def built_with(settings: Settings) -> dict[str, object] | None:
+    """What the selected knowledge base recorded about how it was built, or None when there is no
+    knowledge base (or it cannot be read now: opening it later says why). Takes no lock."""
+    if settings.store.backend != "qdrant":
+        try:
+            meta = json.loads((settings.kb_dir() / "collection.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        return meta if isinstance(meta, dict) else None
+    try:
+        store = open_store(settings, {}, create=False)
+    except KbError:
+        return None
+    try:
+        return dict(store.meta)
+    finally:
+        store.close()
+
+
+def recorded_settings(meta: Mapping[str, object]) -> dict[str, dict[str, object]]:
+    """The settings a knowledge base's record names: {"embedding": {...}, "ingest": {...}}."""
+    fingerprint = str(meta.get("embedder", ""))
+    embedding: dict[str, object] = {}
+    spec = next((s for s in SPECS.values() if s.fingerprint and s.fingerprint == fingerprint), None)
+    endpoint = _ENDPOINT.fullmatch(fingerprint)
+    if spec is not None:
+        embedding = {"provider": spec.name}
+    elif endpoint is not None:
+        embedding = {
+            "provider": "openai",
+            "base_url": endpoint[1],
+            "model": endpoint[2],
+            "dim": int(str(meta.get("dim", 0))),
+        }
+    elif fingerprint.startswith("fastembed:"):
+        embedding = {"provider": "fastembed", "model": fingerprint.removeprefix("fastembed:")}
+    ingest = {key: meta[key] for key in CHUNKING_KEYS if isinstance(meta.get(key), int)}
+    return {"embedding": embedding, "ingest": ingest}
+
+
+def with_recorded(loaded: LoadedSettings) -> LoadedSettings:
+    """The settings to open the selected knowledge base with: how it was built (embedder, chunking)
+    wherever the user did not choose otherwise. A value the user gave (flag, environment, .env, a
+    config file) is kept, so one that contradicts the knowledge base is refused when it is opened."""
+    meta = built_with(loaded.settings)
+    if not meta:
+        return loaded
+    settings, origins = loaded.settings, dict(loaded.origins)
+    origin = f"{BUILT_ORIGIN} '{settings.kb.name}'"
+    updates: dict[str, object] = {}
+    for section, recorded in recorded_settings(meta).items():
+        current = getattr(settings, section)
+        explicit = {k for k in recorded if loaded.explicit(f"{section}.{k}")}
+        if section == "embedding" and any(getattr(current, k) != recorded[k] for k in explicit):
+            continue  # another embedder chosen: the knowledge base refuses it when opened
+        adopted = {
+            k: v for k, v in recorded.items() if k not in explicit and getattr(current, k) != v
+        }
+        if adopted:
+            updates[section] = current.model_copy(update=adopted)
+            origins.update({f"{section}.{k}": origin for k in adopted})
+    if not updates:
+        return loaded
+    return LoadedSettings(
+        settings.model_copy(update=updates), origins, loaded.config_path, loaded.files
+    )
 
 
 def collection_name(settings: Settings) -> str:

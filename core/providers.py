@@ -9,7 +9,7 @@ from __future__ import annotations
 from core.config import EmbeddingSettings
 from core.embedders import SPECS
 from core.embedders.base import KbEmbedding
-from core.errors import ProviderError
+from core.errors import ConfigError, ProviderError
 
 __all__ = ["Reranker", "make_embedder", "make_reranker"]
 
@@ -25,8 +25,8 @@ class Reranker:
     def __init__(self, model_name: str) -> None:
         try:
             from fastembed.rerank.cross_encoder import TextCrossEncoder
-        except ImportError as err:
-            raise ProviderError(
+        except ImportError as err:  # a missing optional package is a setup error, not an outage
+            raise ConfigError(
                 "a reranker needs the fastembed package",
                 hint="pip install 'kb[fastembed]', or set [retrieval] reranker = \"\"",
             ) from err

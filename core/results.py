@@ -196,3 +196,27 @@ class Comparison:
     better: tuple[tuple[str, str, float], ...]  # (id, question, change of the key metric)
     worse: tuple[tuple[str, str, float], ...]
     key: str
+
+
+@dataclass(frozen=True)
+class Check:
+    """One part of a setup checked by `kb doctor`: passed or not, what was found, and the fix."""
+
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
+
+
+@dataclass(frozen=True)
+class DoctorReport:
+    """Every check `kb doctor` ran on a knowledge base and its settings."""
+
+    kb: str
+    kb_dir: str
+    checks: tuple[Check, ...]
+
+    @property
+    def ok(self) -> bool:
+        """Whether every check passed."""
+        return all(check.ok for check in self.checks)

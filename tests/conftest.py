@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from core.config import Settings, load_settings
+from core.config import USER_DIR_ENV, Settings, load_settings, user_config_dir
 from core.engine import Engine, open_engine
 from tests.fakes import HashEmbedding
 
@@ -31,7 +31,8 @@ class Tripwire:
 
 @pytest.fixture(autouse=True)
 def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A private cwd and kb home; no KB_/OPENAI_ variables from the developer's shell."""
+    """A private cwd, kb home and user settings folder; no KB_/OPENAI_ variables from the
+    developer's shell, and never the developer's own ~/.config/kb."""
     import llama_index.core
 
     work = tmp_path / "work"
@@ -45,6 +46,13 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         monkeypatch.delenv(var)
     home = tmp_path / "kbhome"
     monkeypatch.setenv("KB_KB__HOME", str(home))
+    # The user settings folder: $KB_CONFIG_HOME for the environment, and the platform's fallback
+    # (what `load_settings(environ={})` reads) moved under tmp too: XDG_CONFIG_HOME on Linux.
+    monkeypatch.setenv(USER_DIR_ENV, str(tmp_path / "userconfig"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdgconfig"))
+    fallback = user_config_dir({})
+    if not fallback.is_relative_to(tmp_path):
+        pytest.fail(f"the user settings folder {fallback} would leak into the tests")
     monkeypatch.setattr(llama_index.core.Settings, "_llm", Tripwire("llm"))
     monkeypatch.setattr(llama_index.core.Settings, "_embed_model", Tripwire("embed_model"))
     return home

@@ -39,6 +39,8 @@ class FakeOpenAI:
     vector_dim: int | None = None  # embeddings: send vectors of this size instead of `dim`
     default_reply: str = "This is the fake server's default answer."
     dim: int = 64
+    # GET /v1/models lists these; None: the server has no model list (404)
+    models: list[str] | None = field(default_factory=lambda: ["fake-chat"])
     replies: list[tuple[str, str | None]] = field(default_factory=list)
     requests: list[dict[str, Any]] = field(default_factory=list)
     server: ThreadingHTTPServer | None = None
@@ -80,6 +82,20 @@ class FakeOpenAI:
 
             def log_message(self, *args: Any) -> None:
                 return
+
+            def do_GET(self) -> None:
+                state.requests.append(
+                    {"path": self.path, "auth": self.headers.get("Authorization"), "body": None}
+                )
+                if state._failing():
+                    assert state.fail_status is not None
+                    return self._reply(state.fail_status, {"error": {"message": "injected"}})
+                if state.api_key and self.headers.get("Authorization") != f"Bearer {state.api_key}":
+                    return self._reply(401, {"error": {"message": "invalid api key"}})
+                if self.path != "/v1/models" or state.models is None:
+                    return self._reply(404, {"error": {"message": "not found"}})
+                data = [{"id": m, "object": "model", "owned_by": "kb-tests"} for m in state.models]
+                return self._reply(200, {"object": "list", "data": data})
 
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", 0))

@@ -17,6 +17,7 @@ KB = [sys.executable, "-m", "cli"]
 def _run(args: list[str], home: Path, **kw: object) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("KB_", "OPENAI_"))}
     env["KB_KB__HOME"] = str(home)
+    env["KB_CONFIG_HOME"] = os.environ["KB_CONFIG_HOME"]  # the isolation's, never ~/.config/kb
     return subprocess.run([*KB, *args], capture_output=True, text=True, env=env, timeout=300, **kw)  # type: ignore[call-overload, no-any-return]
 
 

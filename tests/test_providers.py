@@ -130,7 +130,7 @@ def test_fastembed_without_the_package_explains_the_extra(
         pytest.skip("fastembed is installed here")
     except ImportError:
         pass
-    with pytest.raises(ProviderError, match="fastembed") as caught:
+    with pytest.raises(ConfigError, match="fastembed") as caught:  # setup, not an outage
         make_embedder(make_settings(embedding={"provider": "fastembed"}).embedding)
     assert caught.value.hint is not None
     assert "kb[fastembed]" in caught.value.hint

@@ -10,7 +10,7 @@ from pydantic import PrivateAttr
 from core.config import EmbeddingSettings
 from core.embedders import SPECS
 from core.embedders.base import KbEmbedding
-from core.errors import ProviderError
+from core.errors import ConfigError, ProviderError
 
 
 class FastEmbedEmbedding(KbEmbedding):
@@ -26,8 +26,8 @@ class FastEmbedEmbedding(KbEmbedding):
         if self._model is None:
             try:
                 from fastembed import TextEmbedding
-            except ImportError as err:
-                raise ProviderError(
+            except ImportError as err:  # a missing optional package is a setup error
+                raise ConfigError(
                     "the fastembed provider needs the fastembed package",
                     hint="pip install 'kb[fastembed]', or use [embedding] provider = \"local\"",
                 ) from err

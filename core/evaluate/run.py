@@ -14,6 +14,8 @@ from core.evaluate.metrics import Ranking, answer_metrics, mean_retrieval, query
 from core.results import CaseResult, EvalReport, InputProblem, Source
 from core.retrieve import Mode, RetrievalQuery, retrieve
 
+ANSWER_METRICS = ("contains", "f1", "citation_validity")  # of every answered run
+JUDGE_METRICS = ("faithfulness", "relevancy")  # of a run with --judge
 CHUNKS_PER_DOCUMENT = 3  # chunks fetched per wanted document, so k distinct documents come back
 _SCORE = re.compile(r"[1-5]")
 
@@ -139,7 +141,7 @@ def _judge(
 def _answer_averages(results: Sequence[CaseResult]) -> dict[str, float]:
     """Each answer metric averaged over the questions it applies to."""
     out: dict[str, float] = {}
-    for metric in ("contains", "f1", "citation_validity", "faithfulness", "relevancy"):
+    for metric in (*ANSWER_METRICS, *JUDGE_METRICS):
         values = [r.metrics[metric] for r in results if metric in r.metrics]
         if values:
             out[metric] = sum(values) / len(values)
@@ -157,7 +159,8 @@ def _percentiles(values: Sequence[float]) -> dict[str, float]:
 
 
 def bad_cases(report: EvalReport, count: int) -> list[CaseResult]:
-    """The worst questions: retrieval misses first, then low nDCG, then answers missing the reference."""
+    """The worst questions: retrieval misses first, then low nDCG, then answers missing the
+    reference. A question that scored perfectly on every metric is never among them."""
     ndcg = f"ndcg@{report.k}"
     hit = f"hit@{report.k}"
 
@@ -165,7 +168,28 @@ def bad_cases(report: EvalReport, count: int) -> list[CaseResult]:
         m = result.metrics
         return (m.get(hit, 1.0), m.get(ndcg, 1.0), m.get("contains", 1.0), m.get("f1", 1.0))
 
-    return sorted(report.cases, key=badness)[:count]
+    imperfect = [r for r in report.cases if any(v < 1.0 for v in r.metrics.values())]
+    return sorted(imperfect, key=badness)[:count]
+
+
+def metric_names(k: int, *, answers: bool, judge: bool) -> tuple[str, ...]:
+    """Every metric a run can report: retrieval at `k` (when the questions name their sources), and
+    the answer metrics when it answers."""
+    names: tuple[str, ...] = (f"ndcg@{k}", f"recall@{k}", f"mrr@{k}", f"hit@{k}")
+    if answers:
+        names += ANSWER_METRICS + (JUDGE_METRICS if judge else ())
+    return names
+
+
+def check_floors(floors: Mapping[str, float], k: int, *, answers: bool, judge: bool) -> None:
+    """Refuse `--fail-under` floors on metrics the run cannot report, before it runs."""
+    known = metric_names(k, answers=answers, judge=judge)
+    for metric in floors:
+        if metric not in known:
+            raise ConfigError(
+                f"--fail-under: a run with these options has no metric {metric!r}",
+                hint=f"metrics it can report: {', '.join(known)}",
+            )
 
 
 def failing(report: EvalReport, floors: Mapping[str, float]) -> list[str]:
