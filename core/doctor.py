@@ -18,11 +18,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from core.config import LLM_PRESETS, NO_LLM, LoadedSettings, Settings
+from core.config import LoadedSettings, Settings
 from core.embedders import SPECS
 from core.engine import built_with, collection_meta, open_store
 from core.errors import ConfigError, KbError, StoreBusy
 from core.openai_endpoint import openai_client
+from core.presets import LLM_PRESETS, NO_LLM
 from core.results import Check, DoctorReport
 
 MIN_FREE_BYTES = 1 << 30  # less free space than this under the knowledge base fails the check

@@ -16,7 +16,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from core.config import BUILT_ORIGIN, NO_LLM, LoadedSettings, Settings
+from core.config import BUILT_ORIGIN, LoadedSettings, Settings
 from core.embedders import SPECS
 from core.errors import (
     ConfigError,
@@ -26,6 +26,7 @@ from core.errors import (
     StoreBusy,
     StoreMismatch,
 )
+from core.presets import NO_LLM
 from core.text import ANALYZER_VERSION, sparse_document, sparse_query
 from stores.contract import (
     CollectionMismatch,

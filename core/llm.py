@@ -24,9 +24,10 @@ from llama_index.core.llms import LLM, CustomLLM
 from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_callback
 from pydantic import PrivateAttr
 
-from core.config import LLM_PRESETS, NO_LLM, LlmSettings
+from core.config import LlmSettings
 from core.errors import ConfigError, ProviderError
 from core.openai_endpoint import Endpoint, openai_client, translate
+from core.presets import LLM_PRESETS, NO_LLM
 
 
 def make_llm(cfg: LlmSettings) -> LLM | None:
