@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import typer
 from typer.core import TyperGroup
 
-from cli import ask, chat, evaluate, ingest, manage
+from cli import ask, chat, evaluate, ingest, manage, serve
 from cli.errors import ExitCode, reports_errors
 from cli.groups import DefaultCommand, DefaultCommandGroup
 
@@ -27,7 +27,7 @@ class _KbGroup(TyperGroup):
     """`kb --help` lists the commands in the order registered below (Typer would list `eval`, a group,
     after all plain commands). A command missing from ORDER fails here, loudly."""
 
-    ORDER = ("ingest", "ask", "chat", "eval", "sources", "forget", "migrate", "config")
+    ORDER = ("ingest", "ask", "chat", "eval", "sources", "forget", "migrate", "serve", "config")
 
     def list_commands(self, ctx: Context) -> list[str]:
         return sorted(super().list_commands(ctx), key=self.ORDER.index)
@@ -58,6 +58,7 @@ app.add_typer(eval_app, name="eval")
 app.command("sources")(reports_errors(manage.sources_command))
 app.command("forget")(reports_errors(manage.forget_command))
 app.command("migrate")(reports_errors(manage.migrate_command))
+app.command("serve")(reports_errors(serve.serve_command))
 app.command("config")(reports_errors(manage.config_command))
 
 

@@ -56,6 +56,28 @@ def print_error(err: KbError) -> None:
         console.print(f"[dim]hint:[/] {escape(err.hint)}", soft_wrap=True)
 
 
+def sources_payload(files: Sequence[SourceFile]) -> dict[str, Any]:
+    """`kb sources --json`: the indexed files."""
+    return {"files": [asdict(f) for f in files], "count": len(files)}
+
+
+def retrieval_payload(retrieval: Retrieval) -> dict[str, Any]:
+    """`kb ask --retrieve-only --json`: the ranked chunks."""
+    return {
+        "question": retrieval.query.question,
+        "mode": retrieval.query.mode,
+        "languages": list(retrieval.languages),
+        "best_score": retrieval.best_dense,
+        "sources": [asdict(s) for s in retrieval.sources],
+        "timings": retrieval.timings,
+    }
+
+
+def answer_payload(answer: Answer) -> dict[str, Any]:
+    """`kb ask --json`: the answer, its sources and whether the knowledge base answered."""
+    return {**asdict(answer), "found": answer.found}
+
+
 @dataclass
 class Output:
     """Owns the terminal facts: which stream, whether fancy, whether JSON."""
@@ -148,7 +170,7 @@ class Output:
         from rich.table import Table
 
         if self.as_json:
-            self.json({"files": [asdict(f) for f in files], "count": len(files)})
+            self.json(sources_payload(files))
             return
         if not self.fancy:
             for f in files:
@@ -195,16 +217,7 @@ class Output:
     def retrieved(self, retrieval: Retrieval, *, show_sources: bool = True) -> None:
         """`kb ask --retrieve-only`: the ranked chunks."""
         if self.as_json:
-            self.json(
-                {
-                    "question": retrieval.query.question,
-                    "mode": retrieval.query.mode,
-                    "languages": list(retrieval.languages),
-                    "best_score": retrieval.best_dense,
-                    "sources": [asdict(s) for s in retrieval.sources],
-                    "timings": retrieval.timings,
-                }
-            )
+            self.json(retrieval_payload(retrieval))
             return
         if not retrieval.sources:
             self.err.print("nothing matched", soft_wrap=True)
@@ -233,7 +246,7 @@ class Output:
         """An answer and its sources; after a live stream, only what follows the text."""
         from rich.markup import escape
 
-        payload = {**asdict(answer), "found": answer.found}
+        payload = answer_payload(answer)
         if self.as_json:
             self.json({"type": "answer", **payload} if self.stream_json else payload)
             return
