@@ -31,6 +31,33 @@ def answer_note(answer: Answer) -> str:
     return f"answered by {answer.model}, {answer.mode} retrieval"
 
 
+TRACE_STAGES = (  # timing key -> label, in the order they happen
+    ("load_s", "load"),
+    ("embed_s", "embed question"),
+    ("stage_search_s", "search"),
+    ("stage_fill_missing_s", "score the other side"),
+    ("stage_fusion_s", "fusion"),
+    ("stage_collapse_s", "collapse"),
+    ("stage_rerank_s", "rerank"),
+    ("retrieve_s", "retrieval total"),
+    ("first_token_s", "first token"),
+    ("generate_s", "generation"),
+    ("answer_s", "answer"),
+)
+
+
+def trace_line(timings: dict[str, float], usage: dict[str, int] | None = None) -> str:
+    """`--trace`: `trace: load 120 ms · embed question 8 ms · ... · tokens 812 in, 64 out`."""
+    parts = [
+        f"{label} {timings[key] * 1000:.0f} ms" for key, label in TRACE_STAGES if key in timings
+    ]
+    if usage:
+        parts.append(
+            f"tokens {usage.get('prompt_tokens', 0)} in, {usage.get('completion_tokens', 0)} out"
+        )
+    return "trace: " + " · ".join(parts)
+
+
 def source_line(s: Source) -> str:
     """`[1] path L3-9<TAB>score`: a source as one plain line."""
     return f"[{s.n}] {s.path}{locator(s.page, s.line_start, s.line_end)}\t{s.score:.3f}"
