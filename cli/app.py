@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import typer
 from typer.core import TyperGroup
 
-from cli import ask, chat, evaluate, ingest, manage, serve
+from cli import ask, chat, evaluate, goto, ingest, manage, serve
 from cli.errors import ExitCode, reports_errors
 from cli.groups import DefaultCommand, DefaultCommandGroup
 
@@ -27,7 +27,18 @@ class _KbGroup(TyperGroup):
     """`kb --help` lists the commands in the order registered below (Typer would list `eval`, a group,
     after all plain commands). A command missing from ORDER fails here, loudly."""
 
-    ORDER = ("ingest", "ask", "chat", "eval", "sources", "forget", "migrate", "serve", "config")
+    ORDER = (
+        "ingest",
+        "ask",
+        "chat",
+        "open",
+        "eval",
+        "sources",
+        "forget",
+        "migrate",
+        "serve",
+        "config",
+    )
 
     def list_commands(self, ctx: Context) -> list[str]:
         return sorted(super().list_commands(ctx), key=self.ORDER.index)
@@ -54,6 +65,7 @@ eval_app.command("generate")(reports_errors(evaluate.generate_command))
 app.command("ingest")(reports_errors(ingest.ingest_command))
 app.command("ask")(reports_errors(ask.ask_command))
 app.command("chat")(reports_errors(chat.chat_command))
+app.command("open")(reports_errors(goto.open_command))
 app.add_typer(eval_app, name="eval")
 app.command("sources")(reports_errors(manage.sources_command))
 app.command("forget")(reports_errors(manage.forget_command))

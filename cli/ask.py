@@ -96,6 +96,7 @@ def ask_command(
     from core.answer import answer
     from core.engine import open_engine
     from core.errors import ConfigError, KbError
+    from core.last_answer import save_sources
     from core.retrieve import RetrievalQuery, retrieve
 
     if as_json and stream_json:
@@ -113,7 +114,7 @@ def ask_command(
         retrieval={"mode": mode, "top_k": top_k, "context": context},
         llm={"model": model},
     ).settings
-    out = Output(as_json=as_json or stream_json, stream_json=stream_json)
+    out = Output(as_json=as_json or stream_json, stream_json=stream_json, link=settings.kb.link)
     query = RetrievalQuery.from_settings(
         settings, question, paths=tuple(paths or ()), file_types=tuple(file_types or ())
     )
@@ -140,6 +141,7 @@ def ask_command(
         if stream_json:
             out.json({"type": "error", "message": str(err), "hint": err.hint})
         raise
+    save_sources(settings, result.sources)  # for `kb open N`
     if trace:
         out.note(trace_line(result.timings, result.usage))
     out.answer(result, show_sources=not no_sources, streamed=stream.streamed)

@@ -84,6 +84,7 @@ class Output:
 
     as_json: bool = False
     stream_json: bool = False  # JSON lines: sources, then tokens as they arrive, then the answer
+    link: str = ""  # `[kb] link`: the URL template of source links ("": file://PATH#L12)
     out: Console = field(default_factory=_stdout)
     err: Console = field(default_factory=_stderr)
 
@@ -223,7 +224,9 @@ class Output:
             self.err.print("nothing matched", soft_wrap=True)
             return
         if self.fancy:
-            self.out.print(sources_table(retrieval.sources, snippet=400, title="Retrieved"))
+            self.out.print(
+                sources_table(retrieval.sources, snippet=400, title="Retrieved", link=self.link)
+            )
             return
         for s in retrieval.sources:
             self.write(source_line(s))
@@ -267,7 +270,7 @@ class Output:
                 self.out.print(Markdown(answer.supporting))
             self.out.print(f"[dim]{escape(answer_note(answer))}[/]")
             if sources:
-                self.out.print(sources_table(sources, cited=set(answer.citations)))
+                self.out.print(sources_table(sources, cited=set(answer.citations), link=self.link))
             return
         if answer.thinking:
             self.write(answer.thinking)
@@ -336,7 +339,9 @@ class Output:
             self.json({"sources": [asdict(s) for s in sources]})
             return
         if self.fancy:
-            self.out.print(sources_table(sources, snippet=2000 if full_text else 200))
+            self.out.print(
+                sources_table(sources, snippet=2000 if full_text else 200, link=self.link)
+            )
             return
         for s in sources:
             self.write(source_line(s))

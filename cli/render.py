@@ -69,6 +69,7 @@ def sources_table(
     cited: set[int] | None = None,
     snippet: int = 120,
     title: str = "Sources",
+    link: str = "",
 ) -> Table:
     """Sources as a Rich table; those the answer does not cite are dimmed."""
     from rich.markup import escape
@@ -78,16 +79,33 @@ def sources_table(
     for column in ("#", "file", "where", "score", "snippet"):
         table.add_column(column, overflow="fold")
     for s in sources:
-        uri = Path(s.abs_path).as_uri() if s.abs_path.startswith("/") else ""
-        link = f"[link={uri}]{escape(s.path)}[/link]" if uri else escape(s.path)
+        uri = source_uri(s, link)
+        name = f"[link={escape(uri)}]{escape(s.path)}[/link]" if uri else escape(s.path)
         where = " › ".join(s.headings) + locator(s.page, s.line_start, s.line_end)
         text = " ".join(s.text.split())
         text = text[:snippet] + ("…" if len(text) > snippet else "")
         style = "dim" if cited and s.n not in cited else ""
         table.add_row(
-            f"[{s.n}]", link, escape(where.strip()), f"{s.score:.3f}", escape(text), style=style
+            f"[{s.n}]", name, escape(where.strip()), f"{s.score:.3f}", escape(text), style=style
         )
     return table
+
+
+def source_uri(s: Source, template: str = "") -> str:
+    """A terminal link to where a source starts: `template` filled with {path} and {line}
+    (e.g. `vscode://file{path}:{line}`), else `file:///…#L12` (`#page=3` for a page)."""
+    if not s.abs_path.startswith("/"):
+        return ""
+    line = s.line_start or 1
+    if template:
+        try:
+            return template.format(path=s.abs_path, line=line, page=s.page or 1)
+        except (KeyError, IndexError, ValueError):
+            pass  # a template with other fields: the plain file link below
+    uri = Path(s.abs_path).as_uri()
+    if s.page:
+        return f"{uri}#page={s.page}"
+    return f"{uri}#L{s.line_start}" if s.line_start else uri
 
 
 def locator(page: int | None, line_start: int | None, line_end: int | None) -> str:
