@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from typer.core import TyperGroup
 
-from cli import ask, chat, doctor, evaluate, ingest, manage
+from cli import ask, chat, doctor, evaluate, goto, ingest, manage, serve
 from cli.errors import ExitCode, reports_errors
 from cli.groups import DefaultCommand, DefaultCommandGroup
 
@@ -27,7 +27,19 @@ class _KbGroup(TyperGroup):
     """`kb --help` lists the commands in the order registered below (Typer would list `eval`, a group,
     after all plain commands). A command missing from ORDER fails here, loudly."""
 
-    ORDER = ("ingest", "ask", "chat", "eval", "sources", "forget", "migrate", "config", "doctor")
+    ORDER = (
+        "ingest",
+        "ask",
+        "chat",
+        "open",
+        "eval",
+        "sources",
+        "forget",
+        "migrate",
+        "serve",
+        "config",
+        "doctor",
+    )
 
     def list_commands(self, ctx: Context) -> list[str]:
         return sorted(super().list_commands(ctx), key=self.ORDER.index)
@@ -54,10 +66,12 @@ eval_app.command("generate")(reports_errors(evaluate.generate_command))
 app.command("ingest")(reports_errors(ingest.ingest_command))
 app.command("ask")(reports_errors(ask.ask_command))
 app.command("chat")(reports_errors(chat.chat_command))
+app.command("open")(reports_errors(goto.open_command))
 app.add_typer(eval_app, name="eval")
 app.command("sources")(reports_errors(manage.sources_command))
 app.command("forget")(reports_errors(manage.forget_command))
 app.command("migrate")(reports_errors(manage.migrate_command))
+app.command("serve")(reports_errors(serve.serve_command))
 app.command("config")(reports_errors(manage.config_command))
 app.command("doctor")(reports_errors(doctor.doctor_command))
 

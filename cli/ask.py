@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 import sys
+import time
 from typing import Annotated
 
 import typer
 
 from cli.errors import ExitCode
-from cli.options import ConfigOpt, JsonOpt, KbOpt, ModeOpt, ShowThinkingOpt, TopKOpt, load
+from cli.options import (
+    ConfigOpt,
+    JsonOpt,
+    KbOpt,
+    ModeOpt,
+    ShowThinkingOpt,
+    TopKOpt,
+    TraceOpt,
+    load,
+)
 from cli.output import Output
+from cli.render import trace_line
 from core.loaders import file_kinds
 
 
@@ -61,6 +72,7 @@ def ask_command(
         bool, typer.Option("--no-sources", help="Print the answer only.")
     ] = False,
     show_thinking: ShowThinkingOpt = False,
+    trace: TraceOpt = False,
     stream_json: Annotated[
         bool,
         typer.Option(
@@ -78,9 +90,13 @@ def ask_command(
 
     Example: kb ask "How long is the refund window?"
     """
+    started = time.perf_counter()
+    from dataclasses import replace
+
     from core.answer import answer
     from core.engine import open_engine
     from core.errors import ConfigError, KbError
+    from core.last_answer import save_sources
     from core.retrieve import RetrievalQuery, retrieve
 
     if as_json and stream_json:
@@ -98,15 +114,20 @@ def ask_command(
         retrieval={"mode": mode, "top_k": top_k, "context": context},
         llm={"model": model},
     ).settings
-    out = Output(as_json=as_json or stream_json, stream_json=stream_json)
+    out = Output(as_json=as_json or stream_json, stream_json=stream_json, link=settings.kb.link)
     query = RetrievalQuery.from_settings(
         settings, question, paths=tuple(paths or ()), file_types=tuple(file_types or ())
     )
     try:
         with open_engine(settings, purpose="read") as engine:
+            loaded = round(time.perf_counter() - started, 4)
             retrieval = retrieve(query, engine)
             engine.release()  # answering needs no store: `kb ingest` need not wait for the LLM
+            if trace:
+                retrieval = replace(retrieval, timings={"load_s": loaded, **retrieval.timings})
             if retrieve_only:
+                if trace:
+                    out.note(trace_line(retrieval.timings))
                 out.retrieved(retrieval, show_sources=not no_sources)
                 if not retrieval.sources:
                     raise typer.Exit(ExitCode.NO_ANSWER)
@@ -120,6 +141,9 @@ def ask_command(
         if stream_json:
             out.json({"type": "error", "message": str(err), "hint": err.hint})
         raise
+    save_sources(settings, result.sources)  # for `kb open N`
+    if trace:
+        out.note(trace_line(result.timings, result.usage))
     out.answer(result, show_sources=not no_sources, streamed=stream.streamed)
     if not result.found:
         raise typer.Exit(ExitCode.NO_ANSWER)

@@ -39,6 +39,13 @@ TopKOpt = Annotated[
     int | None,
     typer.Option("--top-k", help="Chunks to retrieve (default: [retrieval].top_k).", metavar="N"),
 ]
+TraceOpt = Annotated[
+    bool,
+    typer.Option(
+        "--trace",
+        help="Per-stage timings (and an LLM's prompt and completion tokens) on stderr, and in --json.",
+    ),
+]
 ShowThinkingOpt = Annotated[
     bool, typer.Option("--show-thinking", help="Also print a reasoning model's thinking.")
 ]

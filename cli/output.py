@@ -56,12 +56,35 @@ def print_error(err: KbError) -> None:
         console.print(f"[dim]hint:[/] {escape(err.hint)}", soft_wrap=True)
 
 
+def sources_payload(files: Sequence[SourceFile]) -> dict[str, Any]:
+    """`kb sources --json`: the indexed files."""
+    return {"files": [asdict(f) for f in files], "count": len(files)}
+
+
+def retrieval_payload(retrieval: Retrieval) -> dict[str, Any]:
+    """`kb ask --retrieve-only --json`: the ranked chunks."""
+    return {
+        "question": retrieval.query.question,
+        "mode": retrieval.query.mode,
+        "languages": list(retrieval.languages),
+        "best_score": retrieval.best_dense,
+        "sources": [asdict(s) for s in retrieval.sources],
+        "timings": retrieval.timings,
+    }
+
+
+def answer_payload(answer: Answer) -> dict[str, Any]:
+    """`kb ask --json`: the answer, its sources and whether the knowledge base answered."""
+    return {**asdict(answer), "found": answer.found}
+
+
 @dataclass
 class Output:
     """Owns the terminal facts: which stream, whether fancy, whether JSON."""
 
     as_json: bool = False
     stream_json: bool = False  # JSON lines: sources, then tokens as they arrive, then the answer
+    link: str = ""  # `[kb] link`: the URL template of source links ("": file://PATH#L12)
     out: Console = field(default_factory=_stdout)
     err: Console = field(default_factory=_stderr)
 
@@ -152,7 +175,7 @@ class Output:
         from rich.table import Table
 
         if self.as_json:
-            self.json({"files": [asdict(f) for f in files], "count": len(files)})
+            self.json(sources_payload(files))
             return
         if not self.fancy:
             for f in files:
@@ -199,22 +222,15 @@ class Output:
     def retrieved(self, retrieval: Retrieval, *, show_sources: bool = True) -> None:
         """`kb ask --retrieve-only`: the ranked chunks."""
         if self.as_json:
-            self.json(
-                {
-                    "question": retrieval.query.question,
-                    "mode": retrieval.query.mode,
-                    "languages": list(retrieval.languages),
-                    "best_score": retrieval.best_dense,
-                    "sources": [asdict(s) for s in retrieval.sources],
-                    "timings": retrieval.timings,
-                }
-            )
+            self.json(retrieval_payload(retrieval))
             return
         if not retrieval.sources:
             self.err.print("nothing matched", soft_wrap=True)
             return
         if self.fancy:
-            self.out.print(sources_table(retrieval.sources, snippet=400, title="Retrieved"))
+            self.out.print(
+                sources_table(retrieval.sources, snippet=400, title="Retrieved", link=self.link)
+            )
             return
         for s in retrieval.sources:
             self.write(source_line(s))
@@ -237,7 +253,7 @@ class Output:
         """An answer and its sources; after a live stream, only what follows the text."""
         from rich.markup import escape
 
-        payload = {**asdict(answer), "found": answer.found}
+        payload = answer_payload(answer)
         if self.as_json:
             self.json({"type": "answer", **payload} if self.stream_json else payload)
             return
@@ -258,7 +274,7 @@ class Output:
                 self.out.print(Markdown(answer.supporting))
             self.out.print(f"[dim]{escape(answer_note(answer))}[/]")
             if sources:
-                self.out.print(sources_table(sources, cited=set(answer.citations)))
+                self.out.print(sources_table(sources, cited=set(answer.citations), link=self.link))
             return
         if answer.thinking:
             self.write(answer.thinking)
@@ -325,7 +341,9 @@ class Output:
             self.json({"sources": [asdict(s) for s in sources]})
             return
         if self.fancy:
-            self.out.print(sources_table(sources, snippet=2000 if full_text else 200))
+            self.out.print(
+                sources_table(sources, snippet=2000 if full_text else 200, link=self.link)
+            )
             return
         for s in sources:
             self.write(source_line(s))

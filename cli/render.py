@@ -31,6 +31,33 @@ def answer_note(answer: Answer) -> str:
     return f"answered by {answer.model}, {answer.mode} retrieval"
 
 
+TRACE_STAGES = (  # timing key -> label, in the order they happen
+    ("load_s", "load"),
+    ("embed_s", "embed question"),
+    ("stage_search_s", "search"),
+    ("stage_fill_missing_s", "score the other side"),
+    ("stage_fusion_s", "fusion"),
+    ("stage_collapse_s", "collapse"),
+    ("stage_rerank_s", "rerank"),
+    ("retrieve_s", "retrieval total"),
+    ("first_token_s", "first token"),
+    ("generate_s", "generation"),
+    ("answer_s", "answer"),
+)
+
+
+def trace_line(timings: dict[str, float], usage: dict[str, int] | None = None) -> str:
+    """`--trace`: `trace: load 120 ms · embed question 8 ms · ... · tokens 812 in, 64 out`."""
+    parts = [
+        f"{label} {timings[key] * 1000:.0f} ms" for key, label in TRACE_STAGES if key in timings
+    ]
+    if usage:
+        parts.append(
+            f"tokens {usage.get('prompt_tokens', 0)} in, {usage.get('completion_tokens', 0)} out"
+        )
+    return "trace: " + " · ".join(parts)
+
+
 def source_line(s: Source) -> str:
     """`[1] path L3-9<TAB>score`: a source as one plain line."""
     return f"[{s.n}] {s.path}{locator(s)}{also_in(s)}\t{s.score:.3f}"
@@ -42,6 +69,7 @@ def sources_table(
     cited: set[int] | None = None,
     snippet: int = 120,
     title: str = "Sources",
+    link: str = "",
 ) -> Table:
     """Sources as a Rich table; those the answer does not cite are dimmed."""
     from rich.markup import escape
@@ -51,17 +79,34 @@ def sources_table(
     for column in ("#", "file", "where", "score", "snippet"):
         table.add_column(column, overflow="fold")
     for s in sources:
-        uri = Path(s.abs_path).as_uri() if s.abs_path.startswith("/") else ""
-        link = f"[link={uri}]{escape(s.path)}[/link]" if uri else escape(s.path)
-        link += escape(also_in(s))
+        uri = source_uri(s, link)
+        name = f"[link={escape(uri)}]{escape(s.path)}[/link]" if uri else escape(s.path)
+        name += escape(also_in(s))
         where = " › ".join(s.headings) + locator(s)
         text = " ".join(s.text.split())
         text = text[:snippet] + ("…" if len(text) > snippet else "")
         style = "dim" if cited and s.n not in cited else ""
         table.add_row(
-            f"[{s.n}]", link, escape(where.strip()), f"{s.score:.3f}", escape(text), style=style
+            f"[{s.n}]", name, escape(where.strip()), f"{s.score:.3f}", escape(text), style=style
         )
     return table
+
+
+def source_uri(s: Source, template: str = "") -> str:
+    """A terminal link to where a source starts: `template` filled with {path} and {line}
+    (e.g. `vscode://file{path}:{line}`), else `file:///…#L12` (`#page=3` for a page)."""
+    if not s.abs_path.startswith("/"):
+        return ""
+    line = s.line_start or 1
+    if template:
+        try:
+            return template.format(path=s.abs_path, line=line, page=s.page or 1)
+        except (KeyError, IndexError, ValueError):
+            pass  # a template with other fields: the plain file link below
+    uri = Path(s.abs_path).as_uri()
+    if s.page:
+        return f"{uri}#page={s.page}"
+    return f"{uri}#L{s.line_start}" if s.line_start else uri
 
 
 def also_in(s: Source) -> str:

@@ -105,7 +105,9 @@ def answer(
         if on_event is not None:
             on_event(kind, text)
 
+    usage: dict[str, int] = {}
     for chunk in llm.stream_chat(messages):
+        usage = chunk.additional_kwargs.get("usage") or usage
         reasoning = chunk.additional_kwargs.get("reasoning_delta")
         if reasoning:
             emit("thinking", str(reasoning))
@@ -136,6 +138,7 @@ def answer(
         supporting=supporting,
         thinking="".join(thinking).strip() if show_thinking else "",
         timings=timings,
+        usage=usage,
     )
 
 

@@ -64,6 +64,10 @@ class KbSettings(_Section):
         "", description="Folder holding the knowledge bases; empty: the per-user data dir"
     )
     name: str = Field("default", description="Which named knowledge base to use (--kb NAME)")
+    link: str = Field(
+        "",
+        description="Source link template, e.g. vscode://file{path}:{line}; empty: file://PATH#L12",
+    )
 
 
 class EmbeddingSettings(_Section):

@@ -163,6 +163,9 @@ class OpenAICompatibleLLM(CustomLLM):
                 temperature=self.temperature,
                 max_tokens=self.max_tokens,
                 stream=stream,
+                # the token counts arrive as a last chunk (`kb ask --trace`); servers that do not
+                # know the option ignore it
+                **({"stream_options": {"include_usage": True}} if stream else {}),
             )
         except Exception as err:
             self._translate(err)
@@ -172,6 +175,14 @@ class OpenAICompatibleLLM(CustomLLM):
         finished = False
         try:
             for chunk in stream:
+                usage = getattr(chunk, "usage", None)
+                if usage is not None and getattr(usage, "prompt_tokens", None) is not None:
+                    yield ChatResponse(
+                        message=ChatMessage(role=MessageRole.ASSISTANT, content=text),
+                        delta="",
+                        raw=chunk,
+                        additional_kwargs={"usage": _usage(usage)},
+                    )
                 for choice in getattr(chunk, "choices", None) or ():  # usage-only chunks have none
                     finished = finished or bool(choice.finish_reason)
                     delta = choice.delta
@@ -233,6 +244,14 @@ class OpenAICompatibleLLM(CustomLLM):
             rate_hint="wait a minute and try again, or raise [llm].max_retries",
         )
         translate(err, endpoint, self._malformed)
+
+
+def _usage(usage: Any) -> dict[str, int]:
+    """Prompt and completion tokens of a response's `usage`."""
+    return {
+        "prompt_tokens": int(getattr(usage, "prompt_tokens", 0) or 0),
+        "completion_tokens": int(getattr(usage, "completion_tokens", 0) or 0),
+    }
 
 
 def _reasoning(part: Any) -> str:

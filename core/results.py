@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
@@ -136,6 +136,7 @@ class Answer:
     thinking: str = ""  # the model's reasoning, only when asked for
     best_score: float | None = None  # the best dense score retrieval found
     min_score: float = 0.0  # the refusal threshold applied
+    usage: dict[str, int] = field(default_factory=dict)  # prompt/completion tokens, when reported
 
     @property
     def found(self) -> bool:

@@ -156,6 +156,7 @@ def retrieve(query: RetrievalQuery, engine: Engine) -> Retrieval:
             Search(depth, text=query.question, conditions=conditions, with_payload=False)
         )
     results = iter(shard.search_many(searches))
+    stages = {"search_s": time.perf_counter()}  # stage -> when it ended (durations below)
     for language, group in groups.items():
         hits, farthest = next(results), next(results)
         if not hits:
@@ -175,18 +176,22 @@ def retrieve(query: RetrievalQuery, engine: Engine) -> Retrieval:
     if query.mode == "hybrid" and vector is not None and best_sparse > 0:
         _fill_missing(query.question, groups, candidates, engine, conditions)
     searched = time.perf_counter()
+    stages["fill_missing_s"] = searched
     for candidate in candidates.values():
         candidate.score = _score(candidate, query, ranges, best_sparse)
     ranked = sorted(candidates.values(), key=lambda c: (-c.score, c.id))
+    stages["fusion_s"] = time.perf_counter()
     reranker = engine.reranker
     keep = max(query.top_k, RERANK_POOL) if reranker is not None else query.top_k
     ranked = _collapse_near_duplicates(ranked, limit=keep, engine=engine)
+    stages["collapse_s"] = time.perf_counter()
     if reranker is not None and ranked:
         pool = ranked[:RERANK_POOL]
         scores = reranker.rerank(query.question, [str(c.payload.get("text", "")) for c in pool])
         for candidate, score in zip(pool, scores, strict=True):
             candidate.score = float(score)
         ranked = sorted(pool, key=lambda c: (-c.score, c.id))
+        stages["rerank_s"] = time.perf_counter()
     chosen = ranked[: query.top_k]
     sources = tuple(
         _source(n, candidate, engine, query.context) for n, candidate in enumerate(chosen, 1)
@@ -202,8 +207,18 @@ def retrieve(query: RetrievalQuery, engine: Engine) -> Retrieval:
             "embed_s": round(embedded - began, 4),
             "search_s": round(searched - embedded, 4),
             "retrieve_s": round(done - began, 4),
+            **_durations(embedded, stages),
         },
     )
+
+
+def _durations(start: float, ends: dict[str, float]) -> dict[str, float]:
+    """`--trace`'s finer stages: each stage's end time (in order) as the seconds it took."""
+    out: dict[str, float] = {}
+    for name, end in ends.items():
+        out[f"stage_{name}"] = round(end - start, 4)
+        start = end
+    return out
 
 
 def _conditions(query: RetrievalQuery, engine: Engine) -> dict[str, Any]:

@@ -159,7 +159,18 @@ class FakeOpenAI:
                 )
                 base = {"id": "chatcmpl-fake", "created": int(time.time()), "model": body["model"]}
                 if body.get("stream"):
-                    return self._stream(base, text, reasoning)
+                    # OpenAI's usage chunk, when asked for: words stand in for tokens
+                    usage = (
+                        {
+                            "prompt_tokens": sum(
+                                len(str(m.get("content", "")).split()) for m in body["messages"]
+                            ),
+                            "completion_tokens": len(text.split()),
+                        }
+                        if (body.get("stream_options") or {}).get("include_usage")
+                        else None
+                    )
+                    return self._stream(base, text, reasoning, usage)
                 if state.malformed is not None:
                     return self._send(200, state.malformed.encode(), "application/json")
                 message: dict[str, Any] = {"role": "assistant", "content": text}
@@ -171,7 +182,13 @@ class FakeOpenAI:
                     200, {**base, "object": "chat.completion", "choices": [choice], "usage": usage}
                 )
 
-            def _stream(self, base: dict[str, Any], text: str, reasoning: str | None) -> None:
+            def _stream(
+                self,
+                base: dict[str, Any],
+                text: str,
+                reasoning: str | None,
+                usage: dict[str, int] | None = None,
+            ) -> None:
                 def chunk(delta: dict[str, Any], finish: str | None = None) -> str:
                     choice = {"index": 0, "delta": delta, "finish_reason": finish}
                     return json.dumps(
@@ -189,7 +206,11 @@ class FakeOpenAI:
                 if cut is not None:
                     events = events[: cut + 1]  # the role chunk, then `cut` answer chunks
                 else:
-                    events += [chunk({}, finish="stop"), "[DONE]"]
+                    events += [chunk({}, finish="stop")]
+                    if usage is not None:
+                        usage["total_tokens"] = sum(usage.values())
+                        events.append(json.dumps({**base, "choices": [], "usage": usage}))
+                    events.append("[DONE]")
                 self.send_response(200)
                 self.send_header("Content-Type", "text/event-stream")
                 self.send_header("Cache-Control", "no-cache")
