@@ -9,8 +9,18 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from cli.errors import exit_code_for
-from cli.options import ConfigOpt, JsonOpt, KbOpt, ModeOpt, ShowThinkingOpt, TopKOpt, load
+from cli.options import (
+    ConfigOpt,
+    JsonOpt,
+    KbOpt,
+    ModeOpt,
+    ShowThinkingOpt,
+    TopKOpt,
+    TraceOpt,
+    load,
+)
 from cli.output import Output
+from cli.render import trace_line
 
 if TYPE_CHECKING:
     from core.chat import ChatSession, ChatStore
@@ -51,6 +61,7 @@ def chat_command(
     config: ConfigOpt = None,
     kb: KbOpt = None,
     as_json: JsonOpt = False,
+    trace: TraceOpt = False,
 ) -> None:
     """Chat with the knowledge base: follow-ups keep their context, sessions are saved.
 
@@ -73,7 +84,9 @@ def chat_command(
             session.kb = kb  # an explicit --kb beats the session's own
         if mode is not None or not session.turns:
             session.mode = settings.retrieval.mode
-        loop = ChatLoop(settings, session, store, out, verbose=verbose, thinking=show_thinking)
+        loop = ChatLoop(
+            settings, session, store, out, verbose=verbose, thinking=show_thinking, trace=trace
+        )
         if sys.stdin.isatty():
             loop.interactive()
         else:
@@ -97,8 +110,10 @@ class ChatLoop:
         *,
         verbose: bool,
         thinking: bool,
+        trace: bool = False,
     ) -> None:
         self.settings = settings
+        self.trace = trace
         self.session = session
         self.store = store
         self.out = out
@@ -162,6 +177,7 @@ class ChatLoop:
     def turn(self, question: str) -> None:
         from core.engine import open_engine
         from core.errors import KbError
+        from core.last_answer import save_sources
 
         settings = self._settings()
         try:
@@ -185,6 +201,9 @@ class ChatLoop:
             self.out.note("(cancelled)")
             return
         self.store.save_turn(self.session, turn)
+        save_sources(settings, turn.answer.sources)  # for `kb open N`
+        if self.trace:
+            self.out.note(trace_line(turn.answer.timings, turn.answer.usage))
         if self.verbose and turn.standalone != question:
             self.out.note(f"asked as: {turn.standalone}")
         self.out.chat_answer(turn, streamed=stream.streamed)

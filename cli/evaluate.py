@@ -10,9 +10,10 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from cli.errors import ExitCode
-from cli.options import ConfigOpt, JsonOpt, KbOpt, ModeOpt, load
+from cli.options import ConfigOpt, JsonOpt, KbOpt, ModeOpt, TraceOpt, load
 from cli.output import Output
 from cli.progress import IngestProgressBar, QuestionProgress
+from cli.render import trace_line
 
 if TYPE_CHECKING:
     from core.config import Settings
@@ -70,6 +71,7 @@ def eval_command(
     config: ConfigOpt = None,
     kb: KbOpt = None,
     as_json: JsonOpt = False,
+    trace: TraceOpt = False,
 ) -> None:
     """Measure retrieval and answer quality on a question set; list the bad cases.
 
@@ -117,6 +119,8 @@ def eval_command(
 
         path = save_run(report, settings)
         out.note(f"saved run '{save}' ({path})")
+    if trace:
+        out.note(trace_line({stage: v["p50"] for stage, v in report.stages.items()}, label="p50"))
     out.eval_report(report, bad_cases=bad)
     if floors:
         from core.evaluate.run import failing

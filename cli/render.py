@@ -46,8 +46,11 @@ TRACE_STAGES = (  # timing key -> label, in the order they happen
 )
 
 
-def trace_line(timings: dict[str, float], usage: dict[str, int] | None = None) -> str:
-    """`--trace`: `trace: load 120 ms · embed question 8 ms · ... · tokens 812 in, 64 out`."""
+def trace_line(
+    timings: dict[str, float], usage: dict[str, int] | None = None, *, label: str = ""
+) -> str:
+    """`--trace`: `trace: load 120 ms · embed question 8 ms · ... · tokens 812 in, 64 out`
+    (`label`, e.g. "p50", when the figures are a run's percentiles)."""
     parts = [
         f"{label} {timings[key] * 1000:.0f} ms" for key, label in TRACE_STAGES if key in timings
     ]
@@ -55,7 +58,7 @@ def trace_line(timings: dict[str, float], usage: dict[str, int] | None = None) -
         parts.append(
             f"tokens {usage.get('prompt_tokens', 0)} in, {usage.get('completion_tokens', 0)} out"
         )
-    return "trace: " + " · ".join(parts)
+    return f"trace{f' ({label})' if label else ''}: " + " · ".join(parts)
 
 
 def source_line(s: Source) -> str:

@@ -167,6 +167,7 @@ class CaseResult:
     answer_s: float
     references: tuple[str, ...] = ()
     best_score: float | None = None  # the best dense score retrieval found (refusal calibration)
+    timings: dict[str, float] = field(default_factory=dict)  # retrieval's stages (`--trace`)
 
 
 @dataclass(frozen=True)
@@ -185,6 +186,7 @@ class EvalReport:
     unknown_sources: tuple[str, ...]
     cases: tuple[CaseResult, ...]
     created: str = ""
+    stages: dict[str, dict[str, float]] = field(default_factory=dict)  # per-stage percentiles
 
 
 @dataclass(frozen=True)

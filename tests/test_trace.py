@@ -54,3 +54,39 @@ def test_without_trace_stderr_stays_quiet(runner: CliRunner, kb_copy: Path) -> N
     traced = runner.invoke(app, ["ask", REFUND, "--retrieve-only", "--trace", "--json"])
     assert "load_s" in json.loads(traced.stdout)["timings"]
     assert traced.stderr.startswith("trace: load ")
+
+
+def test_chat_trace_reports_each_turn_with_its_tokens(
+    runner: CliRunner, with_llm: FakeOpenAI
+) -> None:
+    with_llm.reply("Refunds are possible within 30 days [1].")
+    with_llm.reply("Thirty days from the date of purchase [1].")
+    result = runner.invoke(app, ["chat", "--trace", "--json"], input=f"{REFUND}\nAnd after that?\n")
+    assert result.exit_code == 0, result.stderr
+    turns = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(turns) == 2
+    assert all({"embed_s", "stage_search_s"} <= set(t["timings"]) for t in turns)
+    trace = [line for line in result.stderr.splitlines() if line.startswith("trace:")]
+    assert len(trace) == 2
+    assert all("search " in line and " in, " in line for line in trace)
+
+
+def test_eval_trace_reports_stage_percentiles(
+    runner: CliRunner, kb_copy: Path, tmp_path: Path
+) -> None:
+    questions = tmp_path / "qa.jsonl"
+    questions.write_text(
+        json.dumps({"question": REFUND, "answers": ["30 days"]})
+        + "\n"
+        + json.dumps({"question": "删除的笔记会在回收站保留多久？", "answers": ["60 天"]})
+        + "\n"
+    )
+    result = runner.invoke(app, ["eval", str(questions), "--trace", "--json"])
+    assert result.exit_code == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert {"embed_s", "stage_search_s", "stage_collapse_s"} <= set(report["stages"])
+    assert all(v["p50"] >= 0 for v in report["stages"].values())
+    trace = [line for line in result.stderr.splitlines() if line.startswith("trace (p50):")]
+    assert len(trace) == 1
+    assert "embed question " in trace[0]
+    assert "trace" not in runner.invoke(app, ["eval", str(questions)]).stderr

@@ -81,6 +81,7 @@ def run_eval(
                 round(answer_s, 4),
                 case.answers,
                 retrieval.best_dense,
+                dict(retrieval.timings),
             )
         )
         if on_progress is not None:
@@ -104,6 +105,10 @@ def run_eval(
         unknown_sources=tuple(unknown),
         cases=tuple(final),
         created=time.strftime("%Y-%m-%d %H:%M:%S"),
+        stages={
+            stage: _percentiles([r.timings[stage] for r in final if stage in r.timings])
+            for stage in dict.fromkeys(key for r in final for key in r.timings)
+        },
     )
 
 
