@@ -326,8 +326,12 @@ def test_other_embedder_or_chunking_is_refused(
         assert engine.shard.count() == 0
 
 
-def test_second_opener_is_refused_as_busy(hash_engine: Engine, settings: Settings) -> None:
-    with pytest.raises(StoreBusy, match="busy"), open_engine(settings, embedder=HashEmbedding()):
+def test_second_writer_is_refused_as_busy(hash_engine: Engine, settings: Settings) -> None:
+    """A second writer is refused at once (readers are served by the writer: tests/test_remote.py)."""
+    with (
+        pytest.raises(StoreBusy, match="busy"),
+        open_engine(settings, purpose="write", embedder=HashEmbedding()),
+    ):
         pass
     assert hash_engine.shard.count() == 0  # the first opener still works
 
