@@ -78,12 +78,13 @@ def test_writes_by_a_reader_are_refused_as_busy(written: Engine, settings: Setti
     with pytest.raises(StoreBusy, match="busy"), open_engine(settings, purpose="browse") as engine:
         forget([doc], engine)
     assert written.shard.count("file") == 3
-    with pytest.raises(StoreBusy, match="busy"):  # a second writer is refused at once
-        with open_engine(settings, purpose="write", embedder=HashEmbedding()):
-            pass
-    with pytest.raises(StoreBusy, match="busy"):  # and so is `kb forget`, which holds the lock
-        with open_engine(settings, purpose="manage"):
-            pass
+    with (  # a second writer is refused at once
+        pytest.raises(StoreBusy, match="busy"),
+        open_engine(settings, purpose="write", embedder=HashEmbedding()),
+    ):
+        pass
+    with pytest.raises(StoreBusy, match="busy"), open_engine(settings, purpose="manage"):
+        pass  # and so is `kb forget`, which holds the lock
 
 
 def test_a_wrong_key_is_refused_and_others_are_still_served(
@@ -160,9 +161,11 @@ def test_the_writer_finishing_mid_session_hands_over_to_the_shard(
         assert not (settings.kb_dir() / SERVE_FILE).exists()
         assert reading.shard.count("file") == 3  # answered by the shard, opened directly
         assert isinstance(reading.shard.client, object)
-        with pytest.raises(StoreBusy):  # the reader now holds the lock itself
-            with open_engine(settings, purpose="write", embedder=HashEmbedding()):
-                pass
+        with (  # the reader now holds the lock itself
+            pytest.raises(StoreBusy),
+            open_engine(settings, purpose="write", embedder=HashEmbedding()),
+        ):
+            pass
     finally:
         reader.__exit__(None, None, None)
     with open_engine(settings, purpose="write", embedder=HashEmbedding()) as again:
@@ -195,7 +198,8 @@ def test_a_writer_gone_mid_call_without_a_way_back_is_reported(tmp_path: Path) -
             server_closing.start()
         asking.join(timeout=30)
         server_closing.join(timeout=30)
-        assert len(errors) == 1 and isinstance(errors[0], StoreLocked)
+        assert len(errors) == 1
+        assert isinstance(errors[0], StoreLocked)
         assert "stopped serving" in str(errors[0])
         with pytest.raises(StoreLocked):  # and nobody is served any more
             RemoteStore.connect(kb_dir, {"dim": 4})
@@ -240,6 +244,8 @@ def test_a_lock_holder_that_serves_nobody_still_means_busy(
     written: Engine, settings: Settings
 ) -> None:
     (settings.kb_dir() / SERVE_FILE).unlink()  # as if the lock holder were `kb forget`
-    with pytest.raises(StoreBusy, match="busy"):
-        with open_engine(settings, purpose="read", embedder=HashEmbedding()):
-            pass
+    with (
+        pytest.raises(StoreBusy, match="busy"),
+        open_engine(settings, purpose="read", embedder=HashEmbedding()),
+    ):
+        pass
