@@ -200,15 +200,17 @@ class _ReadAhead:
         self.thread = threading.Thread(target=self._run, name="kb-read-ahead", daemon=True)
 
     def __enter__(self) -> Iterator[tuple[tuple[Candidate, str | None, str | None], _Outcome]]:
-        _ = self.engine.embedder  # built once, here, not raced for by both threads
-        self.thread.start()
+        if self.work:  # nothing to write (an unchanged re-ingest) loads no model
+            _ = self.engine.embedder  # built once, here, not raced for by both threads
+            self.thread.start()
         return self._take()
 
     def __exit__(self, *exc: object) -> None:
         with self.changed:
             self.stopping = True
             self.changed.notify_all()
-        self.thread.join()
+        if self.thread.is_alive():
+            self.thread.join()
 
     def _take(self) -> Iterator[tuple[tuple[Candidate, str | None, str | None], _Outcome]]:
         for index in range(len(self.work)):
