@@ -23,6 +23,17 @@ Writes every SciFact document (``corpus.jsonl``: 5,183 abstracts) as ``<_id>.md`
   embedder loads a second model);
 * ``kb --help`` wall time, median and minimum of 7 runs (target at most 0.2 s).
 
+With ``--ask-during`` it measures instead questions during an ingest, all as whole processes with
+the default embedder and no embedding cache: ``kb ingest FOLDER --json`` alone into a fresh
+knowledge base (its chunks/s), then again into another fresh one while ``kb ask QUESTION
+--retrieve-only --json`` processes run one after another (SciFact's questions in turn) from the
+moment the ingest serves reads until it ends. Reports p50/p95 wall seconds of those questions
+(target p95 at most 2 s), their exit codes (3, "busy", is a failure), the same question's p50/p95
+on the finished knowledge base, and the ingest's chunks/s with and without the questions (target:
+at most 10% slower)::
+
+    python benchmarks/ingest.py --docs 300 --ask-during
+
 Run from the repository root (the full set, ~9,200 chunks, takes about 50 minutes on 2 cores)::
 
     python benchmarks/ingest.py             # all 5,183 documents
@@ -56,6 +67,8 @@ HELP_RUNS = 7
 TARGET_RATIO = 0.85
 TARGET_REINGEST_S = 2.0
 TARGET_HELP_S = 0.2
+TARGET_ASK_P95_S = 2.0
+TARGET_SLOWDOWN = 0.10
 
 
 def log(msg: str) -> None:
@@ -112,7 +125,7 @@ def run_pipeline(folder: Path, settings: Any) -> dict[str, Any]:
         now = time.perf_counter()
         if tick.phase == "write" and now - last_log[0] >= 60:
             last_log[0] = now
-            rate = tick.chunks_done / tick.embed_seconds if tick.embed_seconds else 0.0
+            rate = tick.chunks_embedded / tick.embed_seconds if tick.embed_seconds else 0.0
             log(
                 f"  {tick.files_done}/{tick.files_total} files, {tick.chunks_done}/"
                 f"{tick.chunks_total} chunks, {rate:.2f} chunks per embedding second"
@@ -295,6 +308,122 @@ def help_times(home: Path, cwd: Path) -> list[float]:
     return times
 
 
+def ingest_process(folder: Path, home: Path, cwd: Path) -> subprocess.Popen[str]:
+    """`kb ingest FOLDER --json` into the knowledge base under `home`, started."""
+    return subprocess.Popen(
+        [*kb_command(), "ingest", str(folder), "--json"],
+        env=clean_env(home),
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def finished_ingest(process: subprocess.Popen[str], began: float) -> dict[str, Any]:
+    out, err = process.communicate()
+    seconds = time.perf_counter() - began
+    if process.returncode != 0:
+        raise RuntimeError(f"kb ingest failed ({process.returncode}): {err.strip()}")
+    chunks = int(json.loads(out)["chunks_written"])
+    return {"seconds": seconds, "chunks": chunks, "chunks_per_s": chunks / seconds}
+
+
+def ask_process(question: str, home: Path, cwd: Path) -> tuple[float, int]:
+    """Wall seconds and exit code of `kb ask QUESTION --retrieve-only --json`."""
+    began = time.perf_counter()
+    done = subprocess.run(
+        [*kb_command(), "ask", question, "--retrieve-only", "--json"],
+        env=clean_env(home),
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return time.perf_counter() - began, done.returncode
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
+
+
+def ask_during_ingest(folder: Path, scratch: Path, questions: list[str]) -> dict[str, Any]:
+    """The ingest alone, then the ingest with questions asked one after another while it runs."""
+    alone_home, busy_home = scratch / "alone", scratch / "busy"
+    log("ingest alone...")
+    began = time.perf_counter()
+    alone = finished_ingest(ingest_process(folder, alone_home, scratch), began)
+    log(f"  {alone['chunks']} chunks in {alone['seconds']:.1f} s; again, with questions...")
+    began = time.perf_counter()
+    process = ingest_process(folder, busy_home, scratch)
+    serving = busy_home / "default" / "serve.json"
+    while not serving.exists() and process.poll() is None:
+        time.sleep(0.05)
+    latencies: list[float] = []
+    codes: dict[int, int] = {}
+    while process.poll() is None:
+        seconds, code = ask_process(questions[len(latencies) % len(questions)], busy_home, scratch)
+        if process.poll() is not None:
+            break  # it may have been answered by the finished knowledge base: not counted
+        latencies.append(seconds)
+        codes[code] = codes.get(code, 0) + 1
+    during = finished_ingest(process, began)
+    log(f"  {len(latencies)} questions during it; the same on the finished knowledge base...")
+    idle = [ask_process(q, busy_home, scratch)[0] for q in questions[:10]]
+    return {
+        "alone": alone,
+        "during": during,
+        "slowdown": 1 - during["chunks_per_s"] / alone["chunks_per_s"],
+        "questions": len(latencies),
+        "exit_codes": codes,
+        "p50_s": percentile(latencies, 0.5) if latencies else None,
+        "p95_s": percentile(latencies, 0.95) if latencies else None,
+        "max_s": max(latencies) if latencies else None,
+        "idle_p50_s": percentile(idle, 0.5),
+        "idle_p95_s": percentile(idle, 0.95),
+    }
+
+
+def ask_during_rows(r: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    busy = r["exit_codes"].get(3, 0)
+    p95 = r["p95_s"]
+    return [
+        ("questions during the ingest", str(r["questions"]), "", ""),
+        ("exit codes", json.dumps(r["exit_codes"]), "no 3", verdict(busy == 0)),
+        (
+            "ask p50 / p95 during ingest",
+            "-" if p95 is None else f"{r['p50_s']:.2f} / {p95:.2f} s",
+            f"p95 <= {TARGET_ASK_P95_S:g} s",
+            verdict(p95 is not None and p95 <= TARGET_ASK_P95_S),
+        ),
+        ("ask p50 / p95, ingest done", f"{r['idle_p50_s']:.2f} / {r['idle_p95_s']:.2f} s", "", ""),
+        (
+            "ingest alone",
+            f"{r['alone']['chunks_per_s']:.2f} chunks/s ({r['alone']['seconds']:.1f} s)",
+            "",
+            "",
+        ),
+        (
+            "ingest with questions",
+            f"{r['during']['chunks_per_s']:.2f} chunks/s ({r['during']['seconds']:.1f} s)",
+            "",
+            "",
+        ),
+        (
+            "ingest slowdown",
+            f"{r['slowdown']:.1%}",
+            f"<= {TARGET_SLOWDOWN:.0%}",
+            verdict(r["slowdown"] <= TARGET_SLOWDOWN),
+        ),
+    ]
+
+
+def read_questions(data: Path) -> list[str]:
+    with (data / "queries.jsonl").open(encoding="utf-8") as fh:
+        return [json.loads(line)["text"] for line in fh if line.strip()]
+
+
 # ---------------------------------------------------------------------------- report
 
 
@@ -320,6 +449,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=SAMPLE_CHUNKS,
         help="chunks the raw embedder re-embeds (all of them when there are fewer)",
     )
+    p.add_argument(
+        "--ask-during",
+        action="store_true",
+        help="measure only `kb ask` during an ingest, and the ingest's slowdown",
+    )
     return p.parse_args(argv)
 
 
@@ -332,6 +466,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         home.mkdir()
         load_before = os.getloadavg()
         docs = write_corpus(args.data, folder, args.docs)
+        if args.ask_during:
+            during = ask_during_ingest(folder, scratch, read_questions(args.data))
+            load_after = os.getloadavg()
+            rows = [("documents", str(docs), "", ""), *ask_during_rows(during)]
+            rows.append(
+                (
+                    "load average (1 min) start / end",
+                    f"{load_before[0]:.2f} / {load_after[0]:.2f}",
+                    "",
+                    "",
+                )
+            )
+            print_table(rows)
+            print(json.dumps({"docs": docs, "cpu_count": os.cpu_count(), "ask_during": during}))
+            return 0
         settings = make_settings(home)
         log(f"{docs} documents in {folder}; knowledge base in {home}; ingesting...")
 

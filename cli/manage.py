@@ -20,7 +20,7 @@ def sources_command(config: ConfigOpt = None, kb: KbOpt = None, as_json: JsonOpt
     from core.manage import list_sources
 
     settings = load(config, kb).settings
-    with open_engine(settings, purpose="manage") as engine:
+    with open_engine(settings, purpose="browse") as engine:
         files = list_sources(engine)
     Output(as_json=as_json).sources(files)
 

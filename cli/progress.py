@@ -12,7 +12,9 @@ if TYPE_CHECKING:
 
 
 class IngestProgressBar:
-    """Files and chunks of `kb ingest` (and of a BEIR corpus ingested by `kb eval --beir`)."""
+    """Files and chunks of `kb ingest` (and of a BEIR corpus ingested by `kb eval --beir`): chunks
+    with a vector of the chunks planned (`~` while that total is extrapolated from the bytes read
+    so far), files, the embedder's chunks/s and the time left."""
 
     def __init__(self, out: Output) -> None:
         from rich.progress import (
@@ -26,7 +28,7 @@ class IngestProgressBar:
         self.progress = Progress(
             TextColumn("{task.description}"),
             BarColumn(),
-            TextColumn("{task.completed}/{task.total} chunks"),
+            TextColumn("{task.fields[chunks]}"),
             TextColumn("{task.fields[files]}"),
             TextColumn("{task.fields[rate]}"),
             TimeElapsedColumn(),
@@ -35,7 +37,7 @@ class IngestProgressBar:
             transient=True,
             disable=not out.err.is_terminal,
         )
-        self.task = self.progress.add_task("reading", total=None, files="", rate="")
+        self.task = self.progress.add_task("reading", total=None, chunks="", files="", rate="")
 
     def __enter__(self) -> Callable[[IngestProgress], None]:
         self.progress.start()
@@ -45,15 +47,30 @@ class IngestProgressBar:
         self.progress.stop()
 
     def update(self, tick: IngestProgress) -> None:
-        rate = f"{tick.chunks_done / tick.embed_seconds:.1f} chunks/s" if tick.embed_seconds else ""
         self.progress.update(
             self.task,
             description=tick.phase,
             completed=tick.chunks_done,
             total=tick.chunks_total or None,
+            chunks=chunks_text(tick),
             files=f"{tick.files_done}/{tick.files_total} files",
-            rate=rate,
+            rate=rate_text(tick),
         )
+
+
+def chunks_text(tick: IngestProgress) -> str:
+    """`120/9,214 chunks`, `120/~9,200 chunks` while the total is an estimate, "" before any."""
+    if not tick.chunks_total:
+        return ""
+    about = "~" if tick.chunks_estimated else ""
+    return f"{tick.chunks_done:,}/{about}{tick.chunks_total:,} chunks"
+
+
+def rate_text(tick: IngestProgress) -> str:
+    """The embedder's chunks per second so far ("" before it has embedded anything)."""
+    if not tick.embed_seconds or not tick.chunks_embedded:
+        return ""
+    return f"{tick.chunks_embedded / tick.embed_seconds:.1f} chunks/s"
 
 
 class QuestionProgress:

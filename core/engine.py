@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -36,6 +37,7 @@ from stores.contract import (
     StoreMissing,
     StoreUnavailable,
 )
+from stores.remote import ReadServer, RemoteStore
 from stores.shard import EdgeShardStore, hold_lock
 
 if TYPE_CHECKING:
@@ -49,7 +51,10 @@ __all__ = ["Engine", "Search", "open_engine"]  # Search: what retrieval batches 
 
 FORMAT_VERSION = 1
 CHUNKER_VERSION = "sections-sentences-v1"  # bump when chunk boundaries or embedded text change
-Purpose = Literal["read", "write", "manage"]
+Purpose = Literal["read", "browse", "write", "manage"]
+# How long a reader that finds the knowledge base locked keeps looking for the writer's read server
+# (an ingest serves it once its shard is open) before it answers "busy" (another lock holder).
+SHARED_WAIT = 2.0
 
 
 @dataclass(frozen=True)
@@ -142,12 +147,14 @@ def open_engine(
     """Open the selected knowledge base (creating it when writing); always closes it.
 
     `purpose`: "read" checks the embedder, "write" also the chunking settings and creates the
-    knowledge base, "manage" (sources, forget) checks nothing. `embedder` and `llm` replace the
+    knowledge base, "browse" (sources) and "manage" (forget, migrate) check nothing. Readers
+    ("read", "browse") of an embedded knowledge base that an ingest is writing are served by it
+    (`stores.remote`); the writer serves them until it closes. `embedder` and `llm` replace the
     configured ones (test seams).
     """
     kb_dir = settings.kb_dir()
     meta: dict[str, object] = {}
-    if purpose != "manage":
+    if purpose not in ("manage", "browse"):
         spec = SPECS[settings.embedding.provider]
         identity = None if embedder is not None else spec.known_identity(settings.embedding)
         if identity is None:
@@ -159,12 +166,25 @@ def open_engine(
         meta = collection_meta(settings, identity, purpose)
     if rebuild:
         _remove_store(settings, wait_seconds)
-    shard = open_store(settings, meta, create=purpose == "write", wait_seconds=wait_seconds)
+    shard = open_store(
+        settings,
+        meta,
+        create=purpose == "write",
+        wait_seconds=wait_seconds,
+        shared=purpose in ("read", "browse"),
+    )
+    server = None
     try:
+        if purpose == "write" and isinstance(shard, EdgeShardStore):
+            server = ReadServer.start(shard, shard.guard, kb_dir)
         yield Engine(settings, kb_dir, shard, embedder, llm)
     except StoreUnavailable as err:
         raise _unavailable(settings, err) from err
+    except StoreLocked as err:  # a write through a knowledge base another process is writing
+        raise _busy(settings) from err
     finally:
+        if server is not None:
+            server.close()
         shard.close()
 
 
@@ -176,10 +196,12 @@ def open_store(
     wait_seconds: float = 0.0,
     url: str = "",
     collection: str = "",
+    shared: bool = False,
 ) -> Store:
     """The selected knowledge base's store (embedded, or with `url` or `[store] backend = "qdrant"`
     a server's collection); `meta` is checked against what it was built with, or recorded on creation.
-    Store failures become kb errors with hints."""
+    With `shared` (a reader), an embedded knowledge base another process writes is read through
+    that process. Store failures become kb errors with hints."""
     server = bool(url) or settings.store.backend == "qdrant"
     where = url or settings.store.url
     try:
@@ -204,15 +226,20 @@ def open_store(
                 shards=settings.store.shards,
                 replicas=settings.store.replicas,
             )
-        return EdgeShardStore.open(
-            settings.kb_dir(),
-            meta=dict(meta),
-            sparse_doc_fn=sparse_document,
-            sparse_query_fn=sparse_query,
-            create=create,
-            wait_seconds=wait_seconds,
-            index_after=settings.store.index_after,
-        )
+        try:
+            return EdgeShardStore.open(
+                settings.kb_dir(),
+                meta=dict(meta),
+                sparse_doc_fn=sparse_document,
+                sparse_query_fn=sparse_query,
+                create=create,
+                wait_seconds=wait_seconds,
+                index_after=settings.store.index_after,
+            )
+        except StoreLocked:
+            if not shared or create:
+                raise
+            return _open_shared(settings, meta, max(wait_seconds, SHARED_WAIT))
     except StoreMissing as err:
         place = (
             f"collection {collection or collection_name(settings)} at {where}"
@@ -224,10 +251,7 @@ def open_store(
             hint="run `kb ingest PATH` first" + (", or `kb migrate --to URL`" if server else ""),
         ) from err
     except StoreLocked as err:
-        raise StoreBusy(
-            f"knowledge base '{settings.kb.name}' is busy: another kb process is using it",
-            hint="wait for it to finish, then try again",
-        ) from err
+        raise _busy(settings) from err
     except StoreUnavailable as err:
         raise _unavailable(settings, err, where) from err
     except OSError as err:
@@ -313,6 +337,43 @@ def with_recorded(loaded: LoadedSettings) -> LoadedSettings:
         return loaded
     return LoadedSettings(
         settings.model_copy(update=updates), origins, loaded.config_path, loaded.files
+    )
+
+
+def _open_shared(settings: Settings, meta: Mapping[str, object], wait_seconds: float) -> Store:
+    """A locked embedded knowledge base, read through the process writing it; or opened directly
+    once its lock is free. Raises `StoreLocked` when neither happens within `wait_seconds` (the
+    lock holder serves no reads: `kb forget`, `kb migrate`)."""
+    kb_dir = settings.kb_dir()
+
+    def reopen() -> Store:  # the writer finished while this reader was connected
+        return open_store(settings, meta, create=False, shared=True)
+
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        try:
+            return RemoteStore.connect(kb_dir, dict(meta), reopen)
+        except StoreLocked:
+            pass
+        try:
+            return EdgeShardStore.open(
+                kb_dir,
+                meta=dict(meta),
+                sparse_doc_fn=sparse_document,
+                sparse_query_fn=sparse_query,
+                create=False,
+                index_after=settings.store.index_after,
+            )
+        except StoreLocked:
+            if time.monotonic() >= deadline:
+                raise
+        time.sleep(0.05)
+
+
+def _busy(settings: Settings) -> StoreBusy:
+    return StoreBusy(
+        f"knowledge base '{settings.kb.name}' is busy: another kb process is using it",
+        hint="wait for it to finish, then try again",
     )
 
 

@@ -25,13 +25,15 @@ class RenamedFile:
 class IngestProgress:
     """A progress tick: files read and written, chunks embedded so far."""
 
-    phase: str  # read | embed | write
+    phase: str  # read | embed | write | index
     files_done: int
     files_total: int
-    chunks_done: int
-    chunks_total: int
+    chunks_done: int  # chunks of the files to write that have a vector (embedded or reused)
+    chunks_total: int  # chunks of the files to write: exact once all are read (see below)
     embed_seconds: float
     current: str = ""
+    chunks_embedded: int = 0  # chunks embedded so far (their rate: chunks_embedded / embed_seconds)
+    chunks_estimated: bool = False  # chunks_total is extrapolated from the bytes read so far
 
 
 @dataclass(frozen=True)

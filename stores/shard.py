@@ -18,6 +18,7 @@ import fcntl
 import json
 import os
 import shutil
+import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -26,6 +27,7 @@ from typing import Any
 import qdrant_edge as qe
 
 from stores.contract import (
+    ChunkPoint,
     Conditions,
     Search,
     SparseFn,
@@ -76,6 +78,9 @@ class EdgeShardStore(PointStore):
         self._dirty = False
         # Facet counts until the next write: nobody else writes while this process holds the lock.
         self._facets: dict[str, dict[Any, int]] = {}
+        # Taken by every call on the shard and held across a file's replacement: other threads
+        # (`stores.remote.ReadServer`, serving other processes' questions) read between whole files.
+        self.guard = threading.RLock()
 
     @classmethod
     def open(
@@ -136,7 +141,8 @@ class EdgeShardStore(PointStore):
 
     def flush(self) -> None:
         """Make every write durable."""
-        self._shard.flush()
+        with self.guard:
+            self._shard.flush()
 
     def optimize(self) -> bool:
         """Index the segments that grew past `index_after` chunks (an HNSW graph over int8 copies
@@ -145,41 +151,57 @@ class EdgeShardStore(PointStore):
         Blocking; nothing to do (a smaller knowledge base) costs a check and no write. Qdrant's
         optimizer builds new segments beside the old and swaps them in, so a kill mid-way loses
         nothing (tests/test_crash.py)."""
-        if not self._shard.optimize():
-            return False
-        self._shard.flush()
-        self._shard.close()
-        self._shard = None
-        self._shard = qe.EdgeShard.load(str(self.path / "shard"))
-        return True
+        with self.guard:
+            if not self._shard.optimize():
+                return False
+            self._shard.flush()
+            self._shard.close()
+            self._shard = None
+            self._shard = qe.EdgeShard.load(str(self.path / "shard"))
+            return True
 
     def close(self) -> None:
         """Flush (after writes), close the shard and release the lock. Safe to call twice."""
-        if self._lock is None:
-            return
-        try:
-            if self._shard is not None:
-                if self._dirty:
-                    self._shard.flush()
-                self._shard.close()
-        finally:
-            self._shard = None
-            _release_lock(self._lock)
-            self._lock = None
+        with self.guard:
+            if self._lock is None:
+                return
+            try:
+                if self._shard is not None:
+                    if self._dirty:
+                        self._shard.flush()
+                    self._shard.close()
+            finally:
+                self._shard = None
+                _release_lock(self._lock)
+                self._lock = None
+
+    def replace_document(
+        self, doc_id: str, chunks: Sequence[ChunkPoint], record: dict[str, Any]
+    ) -> None:
+        """Under `guard` throughout: a reader in another thread sees the old file or the new one."""
+        with self.guard:
+            super().replace_document(doc_id, chunks, record)
+
+    def commit_staged(self, doc_id: str, record: dict[str, Any]) -> None:
+        """Under `guard` throughout: a reader in another thread never sees the file absent."""
+        with self.guard:
+            super().commit_staged(doc_id, record)
 
     def facet(self, key: str, conditions: Conditions | None = None) -> dict[Any, int]:
         """Counted through the field's index, and kept until the next write."""
         asked = json.dumps([key, conditions], sort_keys=True, default=str)
-        if asked not in self._facets:
-            self._facets[asked] = super().facet(key, conditions)
-        return dict(self._facets[asked])
+        with self.guard:
+            if asked not in self._facets:
+                self._facets[asked] = super().facet(key, conditions)
+            return dict(self._facets[asked])
 
     # -- Qdrant Edge's primitives ---------------------------------------------------------------
 
     def _write(self, operation: Any) -> None:
-        self._dirty = True
-        self._facets.clear()
-        self._shard.update(operation)
+        with self.guard:
+            self._dirty = True
+            self._facets.clear()
+            self._shard.update(operation)
 
     def _client_point(self, point_id: str, vector: dict[str, Any], payload: dict[str, Any]) -> Any:
         return qe.Point(id=point_id, vector=vector, payload=payload)
@@ -229,21 +251,25 @@ class EdgeShardStore(PointStore):
             with_payload=with_payload,
             with_vector=with_vectors,
         )
-        page: tuple[Iterable[Any], Any] = self._shard.scroll(request)
+        with self.guard:
+            page: tuple[Iterable[Any], Any] = self._shard.scroll(request)
         return page
 
     def _count(self, flt: Any) -> int:
-        return int(self._shard.count(qe.CountRequest(exact=True, filter=flt)))
+        with self.guard:
+            return int(self._shard.count(qe.CountRequest(exact=True, filter=flt)))
 
     def _retrieve(self, ids: list[str]) -> Iterable[Any]:
-        records: Iterable[Any] = self._shard.retrieve(ids, with_payload=True, with_vector=False)
+        with self.guard:
+            records: Iterable[Any] = self._shard.retrieve(ids, with_payload=True, with_vector=False)
         return records
 
     def _facet(self, key: str, flt: Any) -> dict[Any, int]:
         # Counted through the field's index: 10x faster than exact=True at 200,000 chunks (13
         # vs 142 ms, benchmarks/scale.py). Counts may be approximate; every value is listed.
         request = qe.FacetRequest(key=key, limit=1000, exact=False, filter=flt)
-        return {h.value: int(h.count) for h in self._shard.facet(request).hits}
+        with self.guard:
+            return {h.value: int(h.count) for h in self._shard.facet(request).hits}
 
     def _dense_nearest(self, vector: Sequence[float]) -> Any:
         return qe.Query.Nearest(list(vector), using=DENSE)
@@ -262,13 +288,15 @@ class EdgeShardStore(PointStore):
         )
 
     def _query(self, request: Any) -> Iterable[Any]:
-        points: Iterable[Any] = self._shard.query(request)
+        with self.guard:
+            points: Iterable[Any] = self._shard.query(request)
         return points
 
     def _query_batch(self, requests: list[Any]) -> list[Iterable[Any]]:
         """Planned by Qdrant Edge as a whole (over unindexed segments the searches share passes;
         over indexed ones a batch costs about the sum of its searches, measured at 200,000 chunks)."""
-        answers: list[Iterable[Any]] = self._shard.query_batch(qe.QueryBatchRequest(requests))
+        with self.guard:
+            answers: list[Iterable[Any]] = self._shard.query_batch(qe.QueryBatchRequest(requests))
         return answers
 
 

@@ -328,8 +328,12 @@ def test_other_embedder_or_chunking_is_refused(
         assert engine.shard.count() == 0
 
 
-def test_second_opener_is_refused_as_busy(hash_engine: Engine, settings: Settings) -> None:
-    with pytest.raises(StoreBusy, match="busy"), open_engine(settings, embedder=HashEmbedding()):
+def test_second_writer_is_refused_as_busy(hash_engine: Engine, settings: Settings) -> None:
+    """A second writer is refused at once (readers are served by the writer: tests/test_remote.py)."""
+    with (
+        pytest.raises(StoreBusy, match="busy"),
+        open_engine(settings, purpose="write", embedder=HashEmbedding()),
+    ):
         pass
     assert hash_engine.shard.count() == 0  # the first opener still works
 
@@ -530,3 +534,41 @@ def test_large_files_are_written_in_windows_with_the_same_result(
         everything = engine.shard.client.count(qe.CountRequest(exact=True))
         assert everything == len(at_once) + 2  # the staged leftovers are gone
     cache.close()
+
+
+def test_progress_counts_the_planned_chunks_and_ends_exact(hash_engine: Engine, docs: Docs) -> None:
+    """Ticks count chunks of the files to write (embedded or reused) against a total that is
+    exact once the read-ahead has read every file; the last tick is complete and exact."""
+    from core.results import IngestProgress
+
+    files = {f"note-{i}.md": f"# Note {i}\n\n" + "A sentence about ports. " * 60 for i in range(6)}
+    ticks: list[IngestProgress] = []
+    report = ingest([docs(files)], hash_engine, on_progress=ticks.append)
+    embeds = [t for t in ticks if t.phase == "embed"]
+    assert embeds
+    assert all(0 < t.chunks_done <= t.chunks_total for t in embeds if not t.chunks_estimated)
+    assert all(t.chunks_total > 0 and t.chunks_embedded > 0 for t in embeds)
+    last = ticks[-1]
+    assert not last.chunks_estimated
+    assert last.chunks_done == last.chunks_total == report.chunks_written
+    assert last.files_done == last.files_total == 6
+
+
+def test_a_failing_read_ahead_is_raised_in_the_ingest(
+    hash_engine: Engine, docs: Docs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bug in the read-ahead thread is not lost in it: the ingest fails with it, and files read
+    before it are whole."""
+    import core.ingest.pipeline as pipeline
+
+    real_read = pipeline._read
+
+    def read(candidate: Any, digest: Any, engine: Engine) -> Any:
+        if candidate.rel_path == "notes.txt":
+            raise RuntimeError("read-ahead bug")
+        return real_read(candidate, digest, engine)
+
+    monkeypatch.setattr(pipeline, "_read", read)
+    with pytest.raises(RuntimeError, match="read-ahead bug"):
+        ingest([docs(SECTIONS)], hash_engine)
+    _consistent(hash_engine)

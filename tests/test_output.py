@@ -93,3 +93,18 @@ def test_answer_piped_is_plain_text_then_source_lines() -> None:
     output, out, _ = _output(terminal=False)
     output.answer(ANSWER)
     assert out.getvalue() == "The window is 30 days. [1]\n\n[1] 文档 [v2].md L3-4\t0.500\n"
+
+
+def test_ingest_progress_text_never_shows_an_unknown_total() -> None:
+    from cli.progress import chunks_text, rate_text
+    from core.results import IngestProgress
+
+    reading = IngestProgress("read", 0, 3, 0, 0, 0.0)
+    assert chunks_text(reading) == ""
+    assert rate_text(reading) == ""
+    early = IngestProgress("embed", 0, 3, 16, 900, 2.0, chunks_embedded=16, chunks_estimated=True)
+    assert chunks_text(early) == "16/~900 chunks"
+    assert rate_text(early) == "8.0 chunks/s"
+    exact = IngestProgress("write", 3, 3, 1200, 1200, 100.0, chunks_embedded=1000)
+    assert chunks_text(exact) == "1,200/1,200 chunks"
+    assert "None" not in chunks_text(exact) + rate_text(exact)

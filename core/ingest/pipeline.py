@@ -4,14 +4,21 @@ Files stream through read -> embed -> write in windows, so memory stays bounded;
 chunks take known vectors (its old chunks, the embedding cache) and only new text is embedded; each
 file's chunks are written all at once, and a large file as a staged version made visible in one
 step, so a file is never partly indexed.
+
+Reading, parsing, chunking and building nodes run in a read-ahead thread (`_ReadAhead`), up to
+READ_AHEAD_CHUNKS chunks ahead, while this thread embeds and writes: the embedders run in native
+code that releases the GIL, so both cores work. Every store write stays in this thread, in order,
+so what a kill leaves is what it left before (tests/test_crash.py).
 """
 
 from __future__ import annotations
 
 import hashlib
+import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections import Counter, deque
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -33,6 +40,7 @@ CONTEXT_TOKENS = 48  # reserved for the title/heading line embedded in front of 
 EMBED_WINDOW = 64  # new chunks embedded between file commits
 LARGE_FILE_CHUNKS = 512  # a file of more chunks is written in windows, staged (bounded memory)
 LARGE_WINDOW = 256  # chunks of a large file built, embedded and written at a time
+READ_AHEAD_CHUNKS = 8192  # chunks read and chunked ahead of the embedder (bounded memory)
 
 ProgressFn = Callable[[IngestProgress], None]
 
@@ -74,8 +82,10 @@ class Progress:
         self.callback = callback
         self.files_total = files_total
         self.files_done = 0
-        self.chunks_total = 0
-        self.chunks_done = 0
+        self.chunks_total = 0  # chunks of the files to write (an estimate until all are read)
+        self.chunks_estimated = True
+        self.chunks_done = 0  # of those, chunks with a vector (embedded or reused)
+        self.chunks_embedded = 0
         self.embed_seconds = 0.0
         self.unindexed = 0  # chunks written since the store last indexed
 
@@ -90,6 +100,8 @@ class Progress:
                     chunks_total=self.chunks_total,
                     embed_seconds=self.embed_seconds,
                     current=current,
+                    chunks_embedded=self.chunks_embedded,
+                    chunks_estimated=self.chunks_estimated,
                 )
             )
 
@@ -109,62 +121,157 @@ def _write_changes(
         *((c, h, None) for c, h in plan.added),
     ]
     # Files stream through read -> embed -> write in windows of about EMBED_WINDOW new chunks, so
-    # memory stays bounded and finished files are stored early. The chunk total is extrapolated from
-    # the bytes read so far until every file has been read.
-    total_bytes = sum(c.size for c, _, _ in work) or 1
-    bytes_read = 0
-    chunks_seen = 0
+    # memory stays bounded and finished files are stored early.
     pending: list[tuple[_Prepared, str | None]] = []
-    for candidate, digest, reuse_from in work:
-        _index_if_grown(engine, progress)
-        progress.emit("read", candidate.rel_path)
-        bytes_read += candidate.size
-        try:
-            read = _read(candidate, digest, engine, progress)
-        except (UnreadableFile, OSError) as err:
-            reason = str(err) if isinstance(err, UnreadableFile) else file_problem("", err).reason
-            problems.append(FileProblem(candidate.rel_path, reason))
-            progress.files_done += 1
-            continue
-        except NotText:
-            if candidate.explicit:  # named on the command line: never a silent skip
-                problems.append(FileProblem(candidate.rel_path, "not a text file kb can read"))
-            progress.files_done += 1
-            continue
-        # Pages left out of a file that was read (garbled, or scanned with OCR off): one line each.
-        problems.extend(FileProblem(candidate.rel_path, note) for note in read.notes)
-        stats["ocr_pages"] += read.ocr_pages
-        if len(read.chunks) > LARGE_FILE_CHUNKS:
-            stats["embedded"] += _embed(pending, engine, cache, progress)
-            stats["written"] += _commit(pending, engine, progress, written)
-            pending = []
-            chunks_seen += len(read.chunks)
-            progress.chunks_total = round(chunks_seen * total_bytes / max(bytes_read, 1))
-            for key, value in _write_large(read, reuse_from, engine, cache, progress).items():
-                stats[key] += value
-            written.add(str(candidate.abs_path))
-            continue
-        nodes = _nodes(read, 0, len(read.chunks), engine)
-        item = _Prepared(
-            candidate,
-            read.file_hash,
-            nodes,
-            list(range(len(nodes))),
-            read.language,
-            read.display_title,
-        )
-        stats["reused"] += _fill_known_vectors(item, engine, cache, reuse_from)
-        chunks_seen += len(item.missing)
-        progress.chunks_total = round(chunks_seen * total_bytes / max(bytes_read, 1))
-        pending.append((item, reuse_from))
-        if sum(len(p.missing) for p, _ in pending) >= EMBED_WINDOW:
-            stats["embedded"] += _embed(pending, engine, cache, progress)
-            stats["written"] += _commit(pending, engine, progress, written)
-            pending = []
-    progress.chunks_total = chunks_seen
+    with _ReadAhead(work, engine, progress) as reads:
+        for (candidate, _, reuse_from), outcome in reads:
+            _index_if_grown(engine, progress)
+            progress.emit("read", candidate.rel_path)
+            if isinstance(outcome, NotText):
+                if candidate.explicit:  # named on the command line: never a silent skip
+                    problems.append(FileProblem(candidate.rel_path, "not a text file kb can read"))
+                progress.files_done += 1
+                continue
+            if isinstance(outcome, UnreadableFile | OSError):
+                reason = (
+                    str(outcome)
+                    if isinstance(outcome, UnreadableFile)
+                    else file_problem("", outcome).reason
+                )
+                problems.append(FileProblem(candidate.rel_path, reason))
+                progress.files_done += 1
+                continue
+            read, nodes = outcome
+            # Pages left out of a file that was read (garbled, or scanned with OCR off): a line each.
+            problems.extend(FileProblem(candidate.rel_path, note) for note in read.notes)
+            stats["ocr_pages"] += read.ocr_pages
+            if nodes is None:  # a large file: written in windows, staged
+                stats["embedded"] += _embed(pending, engine, cache, progress)
+                stats["written"] += _commit(pending, engine, progress, written)
+                pending = []
+                for key, value in _write_large(read, reuse_from, engine, cache, progress).items():
+                    stats[key] += value
+                written.add(str(candidate.abs_path))
+                continue
+            item = _Prepared(
+                candidate,
+                read.file_hash,
+                nodes,
+                list(range(len(nodes))),
+                read.language,
+                read.display_title,
+            )
+            reused = _fill_known_vectors(item, engine, cache, reuse_from)
+            stats["reused"] += reused
+            progress.chunks_done += reused
+            pending.append((item, reuse_from))
+            if sum(len(p.missing) for p, _ in pending) >= EMBED_WINDOW:
+                stats["embedded"] += _embed(pending, engine, cache, progress)
+                stats["written"] += _commit(pending, engine, progress, written)
+                pending = []
     stats["embedded"] += _embed(pending, engine, cache, progress)
     stats["written"] += _commit(pending, engine, progress, written)
     return stats, written
+
+
+_Outcome = tuple["_Read", "list[TextNode] | None"] | NotText | UnreadableFile | OSError
+
+
+class _ReadAhead:
+    """Reads, chunks and builds the nodes of the files to write in a background thread, in order,
+    at most READ_AHEAD_CHUNKS chunks ahead of the caller (a large file's nodes are left to the
+    caller, who builds them window by window). Counts the chunks planned as it goes: the progress
+    total is exact once every file is read, and extrapolated from the bytes read until then.
+
+    Iterating yields each work item with its outcome: the read file and its nodes, or the reason
+    it was skipped. A failure of the thread itself is raised in the caller."""
+
+    def __init__(
+        self,
+        work: Sequence[tuple[Candidate, str | None, str | None]],
+        engine: Engine,
+        progress: Progress,
+    ) -> None:
+        self.work = work
+        self.engine = engine
+        self.progress = progress
+        self.total_bytes = sum(c.size for c, _, _ in work) or 1
+        self.ready: deque[tuple[int, _Outcome, int]] = deque()  # (work index, outcome, chunks)
+        self.buffered = 0  # chunks in `ready`
+        self.failure: BaseException | None = None
+        self.finished = False
+        self.stopping = False
+        self.changed = threading.Condition()
+        self.thread = threading.Thread(target=self._run, name="kb-read-ahead", daemon=True)
+
+    def __enter__(self) -> Iterator[tuple[tuple[Candidate, str | None, str | None], _Outcome]]:
+        if self.work:  # nothing to write (an unchanged re-ingest) loads no model
+            _ = self.engine.embedder  # built once, here, not raced for by both threads
+            self.thread.start()
+        return self._take()
+
+    def __exit__(self, *exc: object) -> None:
+        with self.changed:
+            self.stopping = True
+            self.changed.notify_all()
+        if self.thread.is_alive():
+            self.thread.join()
+
+    def _take(self) -> Iterator[tuple[tuple[Candidate, str | None, str | None], _Outcome]]:
+        for index in range(len(self.work)):
+            with self.changed:
+                while not self.ready and self.failure is None:
+                    self.changed.wait()
+                if self.failure is not None:
+                    raise self.failure
+                done, outcome, chunks = self.ready.popleft()
+                self.buffered -= chunks
+                self.changed.notify_all()
+            assert done == index
+            yield self.work[index], outcome
+
+    def _run(self) -> None:
+        chunks_seen = 0
+        bytes_read = 0
+        try:
+            for index, (candidate, digest, _) in enumerate(self.work):
+                outcome: _Outcome
+                chunks = 0
+                try:
+                    read = _read(candidate, digest, self.engine, self.progress)
+                except (NotText, UnreadableFile, OSError) as err:
+                    outcome = err
+                else:
+                    chunks = len(read.chunks)
+                    nodes = (
+                        None if chunks > LARGE_FILE_CHUNKS else _nodes(read, 0, chunks, self.engine)
+                    )
+                    outcome = (read, nodes)
+                bytes_read += candidate.size
+                chunks_seen += chunks
+                last = index == len(self.work) - 1
+                with self.changed:
+                    # Large files hold no nodes here: they count for little while they wait.
+                    held = 0 if isinstance(outcome, BaseException) or outcome[1] is None else chunks
+                    while self.buffered and self.buffered + held > READ_AHEAD_CHUNKS:
+                        if self.stopping:
+                            return
+                        self.changed.wait()
+                    if self.stopping:
+                        return
+                    self.progress.chunks_total = (
+                        chunks_seen
+                        if last
+                        else round(chunks_seen * self.total_bytes / max(bytes_read, 1))
+                    )
+                    self.progress.chunks_estimated = not last
+                    self.ready.append((index, outcome, held))
+                    self.buffered += held
+                    self.changed.notify_all()
+        except BaseException as err:  # a bug: raised in the caller's thread
+            with self.changed:
+                self.failure = err
+                self.changed.notify_all()
 
 
 @dataclass
@@ -310,6 +417,7 @@ def _embed(
         node = item.nodes[i]
         by_hash.setdefault(str(node.metadata["chunk_hash"]), node.get_content(MetadataMode.EMBED))
     hashes = list(by_hash)
+    uses = Counter(str(item.nodes[i].metadata["chunk_hash"]) for item, i in todo)
     vectors: dict[str, list[float]] = {}
     step = embedder.embed_batch_size
     for start in range(0, len(hashes), step):
@@ -320,7 +428,8 @@ def _embed(
         vectors.update(zip(keys, rows, strict=True))
         if cache is not None:  # at once: if a later batch fails, a rerun need not pay again
             cache.put_many(list(zip(keys, rows, strict=True)))
-        progress.chunks_done += len(keys)
+        progress.chunks_embedded += len(keys)
+        progress.chunks_done += sum(uses[k] for k in keys)
         progress.emit("embed", todo[0][0].candidate.rel_path)
     for item, i in todo:
         node = item.nodes[i]
@@ -343,13 +452,15 @@ def _write_large(
     as the file)."""
     doc_id = str(read.candidate.abs_path)
     engine.shard.drop_staged(doc_id)  # what a killed run left of this file
-    stats = {"written": 0, "embedded": 0, "reused": 0, "ocr_pages": 0}
+    stats = {"written": 0, "embedded": 0, "reused": 0}
     for start in range(0, len(read.chunks), LARGE_WINDOW):
         nodes = _nodes(read, start, min(start + LARGE_WINDOW, len(read.chunks)), engine)
         item = _Prepared(
             read.candidate, read.file_hash, nodes, [], read.language, read.display_title
         )
-        stats["reused"] += _fill_known_vectors(item, engine, cache, None)
+        reused = _fill_known_vectors(item, engine, cache, None)
+        stats["reused"] += reused
+        progress.chunks_done += reused
         stats["embedded"] += _embed([(item, None)], engine, cache, progress)
         engine.store.stage(doc_id, nodes)
         stats["written"] += len(nodes)
