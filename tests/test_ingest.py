@@ -563,10 +563,10 @@ def test_a_failing_read_ahead_is_raised_in_the_ingest(
 
     real_read = pipeline._read
 
-    def read(candidate: Any, digest: Any, engine: Engine) -> Any:
+    def read(candidate: Any, digest: Any, engine: Engine, *rest: Any) -> Any:
         if candidate.rel_path == "notes.txt":
             raise RuntimeError("read-ahead bug")
-        return real_read(candidate, digest, engine)
+        return real_read(candidate, digest, engine, *rest)
 
     monkeypatch.setattr(pipeline, "_read", read)
     with pytest.raises(RuntimeError, match="read-ahead bug"):
