@@ -4,9 +4,6 @@ the builtin)."""
 from __future__ import annotations
 
 import os
-import shlex
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -42,6 +39,9 @@ def open_command(
     if place.file_type == "pdf" or place.page or not editor:
         command = [_viewer(), str(path)]
     else:
+        import shlex
+        import subprocess
+
         command = [*shlex.split(editor), *editor_args(editor, str(path), place.line or 1)]
     try:
         subprocess.run(command, check=False)
@@ -53,6 +53,8 @@ def open_command(
 
 def editor_args(editor: str, path: str, line: int) -> list[str]:
     """The arguments that open `path` at `line` in `editor` (its command line, as in $EDITOR)."""
+    import shlex
+
     name = Path(shlex.split(editor)[0]).name if editor.strip() else ""
     if name in _GOTO_FLAG:
         return ["--goto", f"{path}:{line}"]
@@ -65,4 +67,6 @@ def _viewer() -> str:
     """The system's opener: `open` on macOS, `xdg-open` elsewhere."""
     if sys.platform == "darwin":
         return "open"
+    import shutil
+
     return shutil.which("xdg-open") or "xdg-open"

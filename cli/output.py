@@ -7,7 +7,6 @@ one, and `kb --help` should not pay for rich (about 25 ms and 2.5 MiB).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -100,6 +99,8 @@ class Output:
 
     def json(self, payload: Any) -> None:
         """One JSON object on one line."""
+        import json
+
         self.write(json.dumps(payload, ensure_ascii=False, default=str))
 
     def warn(self, text: str) -> None:

@@ -12,18 +12,44 @@ import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from core.loaders.base import (
-    SNIFF_BYTES,
-    LoadedText,
-    LoadOptions,
-    MissingDependency,
-    NotText,
-    Span,
-    UnreadableFile,
-)
-from core.loaders.text import decode, looks_like_text
+if TYPE_CHECKING:
+    from core.loaders.base import (
+        SNIFF_BYTES,
+        LoadedText,
+        LoadOptions,
+        MissingDependency,
+        NotText,
+        Span,
+        UnreadableFile,
+    )
+    from core.loaders.text import decode, looks_like_text
+
+# What readers return and raise, re-exported here but imported on first use: `kb --help` reads
+# the table (for `kb ask --type`) and nothing else.
+_LAZY = {
+    **dict.fromkeys(
+        (
+            "SNIFF_BYTES",
+            "LoadedText",
+            "LoadOptions",
+            "MissingDependency",
+            "NotText",
+            "Span",
+            "UnreadableFile",
+        ),
+        "core.loaders.base",
+    ),
+    **dict.fromkeys(("decode", "looks_like_text"), "core.loaders.text"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "FORMATS",
@@ -226,6 +252,8 @@ def kind_of(path: Path) -> str | None:
 
 def load(path: Path, kind: str, data: bytes, options: LoadOptions | None = None) -> LoadedText:
     """Turn a file's bytes into text; raises UnreadableFile or NotText."""
+    from core.loaders.base import LoadOptions, UnreadableFile
+
     if not data.strip():
         raise UnreadableFile("empty file")
     reader = _SNIFF if kind == "sniff" else _BY_KIND[kind]
