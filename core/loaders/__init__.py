@@ -69,7 +69,7 @@ __all__ = [
     "looks_like_text",
 ]
 
-Reader = Callable[[bytes, Path, str, LoadOptions], LoadedText]
+Reader = Callable[[bytes, Path, str, "LoadOptions"], "LoadedText"]
 
 # How chunking cuts a kind's text: at Markdown headings, at its spans (pages, slides, ...), into
 # lines (code), or into sentences only (prose).
