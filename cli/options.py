@@ -46,8 +46,12 @@ ShowThinkingOpt = Annotated[
 
 def load(config: Path | None, kb: str | None, **sections: dict[str, Any]) -> LoadedSettings:
     """Settings for one command: files and environment, then the command's own flags."""
+    from cli.output import Output
     from core.config import load_settings
+    from core.embedders.e5 import announce_builds
 
     overrides: dict[str, dict[str, Any]] = {"kb": {"name": kb}}
     overrides.update(sections)
+    # A model built on first use (the bundled e5's ONNX graph) is said in one line on stderr.
+    announce_builds(Output().note)
     return load_settings(config, overrides=overrides)

@@ -56,6 +56,7 @@ class IngestReport:
     files_total: int = 0
     embed_seconds: float = 0.0
     seconds: float = 0.0
+    embedder_runtime: str = ""  # what embedded, e.g. "onnxruntime fp32" ("" if nothing was)
 
 
 @dataclass(frozen=True)

@@ -29,9 +29,17 @@ class Tripwire:
         raise AssertionError(f"LlamaIndex global Settings.{self.name} was used implicitly")
 
 
+@pytest.fixture(scope="session")
+def models_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The folder of models built on first use (the ONNX graph), shared by the whole run: both
+    `[embedding] model_cache` and the per-user default (`$XDG_CACHE_HOME/kb/models`) point here."""
+    return tmp_path_factory.mktemp("cache") / "kb" / "models"
+
+
 @pytest.fixture(autouse=True)
-def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A private cwd and kb home; no KB_/OPENAI_ variables from the developer's shell."""
+def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, models_cache: Path) -> Path:
+    """A private cwd and kb home; no KB_/OPENAI_ variables from the developer's shell; built
+    models go to a folder of the test run, never the user's cache."""
     import llama_index.core
 
     work = tmp_path / "work"
@@ -45,6 +53,8 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         monkeypatch.delenv(var)
     home = tmp_path / "kbhome"
     monkeypatch.setenv("KB_KB__HOME", str(home))
+    monkeypatch.setenv("KB_EMBEDDING__MODEL_CACHE", str(models_cache))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(models_cache.parents[1]))  # settings(environ={})
     monkeypatch.setattr(llama_index.core.Settings, "_llm", Tripwire("llm"))
     monkeypatch.setattr(llama_index.core.Settings, "_embed_model", Tripwire("embed_model"))
     return home

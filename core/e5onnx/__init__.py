@@ -255,6 +255,11 @@ class OnnxE5:
         self._type = tensors["emb.type"][:DIM]
         self.model_path = path
 
+    @property
+    def name(self) -> str:
+        """The runtime and variant, e.g. "onnxruntime fp32"."""
+        return f"onnxruntime {self.variant}"
+
     def _step(self, name: str, started: float) -> None:
         self.load_seconds[name] = time.perf_counter() - started - sum(self.load_seconds.values())
 
