@@ -91,10 +91,17 @@ def test_the_build_is_said_once_on_stderr_of_a_real_ingest(
     tmp_path: Path, docs: Callable[..., Path]
 ) -> None:
     """A real `kb ingest` process with an empty models folder builds the graph and says so in one
-    line on stderr (stdout stays the JSON summary); the next process finds it built."""
+    line on stderr (stdout stays the JSON summary); the next process finds it built. Neither
+    leaves ONNX Runtime's telemetry store in the user's home."""
     folder = docs({"a.md": "# Refunds\n\nThe refund window is 30 days.\n"})
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KB_")}
-    env.update(KB_KB__HOME=str(tmp_path / "home"), KB_EMBEDDING__MODEL_CACHE=str(tmp_path / "m"))
+    skip = ("KB_", "ORT_", "XDG_CACHE_HOME", "HOME")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(skip)}
+    user = tmp_path / "user"
+    env.update(
+        HOME=str(user),
+        KB_KB__HOME=str(tmp_path / "home"),
+        KB_EMBEDDING__MODEL_CACHE=str(tmp_path / "m"),
+    )
     command = [sys.executable, "-m", "cli", "ingest", str(folder), "--json"]
     runs = []
     for extra in ([], ["--rebuild"]):  # --rebuild: the second run embeds too
@@ -110,6 +117,7 @@ def test_the_build_is_said_once_on_stderr_of_a_real_ingest(
         report = json.loads(run.stdout)
         assert report["embedder_runtime"] == "onnxruntime fp32"
         assert report["chunks_total"] >= 1
+    assert not (user / ".cache" / "Microsoft").exists()
 
 
 def test_int8_is_another_embedder_whose_vectors_never_mix_with_locals(

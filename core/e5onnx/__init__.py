@@ -39,6 +39,11 @@ from core.e5onnx import weights as weights_module
 from core.e5onnx.tokenizer import E5Tokenizer, PieceTable
 from core.e5onnx.weights import Weights, WeightsError
 
+# ONNX Runtime 1.32's Linux wheel records a telemetry event at import (OS, executable, a device id,
+# in ~/.cache/Microsoft/DeveloperTools) for upload to Microsoft. A private, offline tool opts out
+# before anything here imports it; a user's own setting wins.
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+
 Variant = Literal["fp32", "int8", "q4"]
 VARIANTS: tuple[Variant, ...] = ("fp32", "int8", "q4")
 BUILDER_VERSION = 2  # bump when the graph changes, so cached files are rebuilt
