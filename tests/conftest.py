@@ -111,10 +111,11 @@ def runner() -> CliRunner:
 
 
 @pytest.fixture(scope="session")
-def real_kb(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def real_kb(tmp_path_factory: pytest.TempPathFactory, models_cache: Path) -> dict[str, Path]:
     """The bundled sample docs ingested once, with the real default embedder, for read-only tests.
 
-    Tests copy `home` before writing to it.
+    Tests copy `home` before writing to it. (A session fixture is set up before `isolated`, so it
+    names the models folder itself.)
     """
     from core.ingest import ingest
 
@@ -122,7 +123,8 @@ def real_kb(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     home = base / "home"
     docs_dir = base / "docs"
     shutil.copytree(EXAMPLES, docs_dir)
-    settings = load_settings(environ={}, overrides={"kb": {"home": str(home)}}).settings
+    overrides = {"kb": {"home": str(home)}, "embedding": {"model_cache": str(models_cache)}}
+    settings = load_settings(environ={}, overrides=overrides).settings
     with open_engine(settings, purpose="write") as engine:
         report = ingest([docs_dir], engine)
     assert not report.problems, report.problems
