@@ -238,7 +238,10 @@ def headline(home: Path, data: Path, provider: str, limit: int | None) -> int:
     results: dict[str, dict[str, dict[str, float]]] = {}
     for name in SETS:
         results[name] = {m: evaluate(kb[name], cases[name], m).metrics for m in MODES}
-    cross = with_sources(cases["xquad-zh"], xquad_map("xquad-zh", "xquad-en"), keep=False)
+    from embedders import xquad_paragraph_map
+
+    to_en = xquad_paragraph_map(data, "xquad-zh", "xquad-en")
+    cross = with_sources(cases["xquad-zh"], to_en, keep=False)
     results["zh->en"] = {m: evaluate(kb["xquad-en"], cross, m).metrics for m in MODES}
     figures["speed"] = speed(home, cases["scifact"], f"beir-scifact-{provider}", provider)
     figures.update(ingest=ingest, retrieval=results, loadavg_end=os.getloadavg())
