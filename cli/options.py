@@ -56,10 +56,14 @@ def load(
 ) -> LoadedSettings:
     """Settings for one command: files and environment, then the command's own flags; then, for
     what the user left unset, how the knowledge base was built (unless `fresh`: it is rebuilt)."""
+    from cli.output import Output
     from core.config import load_settings
+    from core.embedders.e5 import announce_builds
     from core.engine import with_recorded
 
     overrides: dict[str, dict[str, Any]] = {"kb": {"name": kb}}
     overrides.update(sections)
+    # A model built on first use (the bundled e5's ONNX graph) is said in one line on stderr.
+    announce_builds(Output().note)
     loaded = load_settings(config, overrides=overrides)
     return loaded if fresh else with_recorded(loaded)

@@ -86,6 +86,11 @@ class EmbeddingSettings(_Section):
     cache: bool = Field(
         True, description="Cache embeddings by (model, text hash) so text is embedded once"
     )
+    model_cache: str = Field(
+        "",
+        description="Folder for models built on first use (the bundled e5's ONNX graph); "
+        "empty: the per-user cache dir",
+    )
     timeout: float = Field(30.0, gt=0, description="Seconds before a remote embedding call fails")
     max_retries: int = Field(
         2, ge=0, le=5, description="Retries on connection errors, 429 and 5xx (with backoff)"

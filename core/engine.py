@@ -103,10 +103,15 @@ class Engine:
     def query_vector(self, text: str) -> list[float]:
         """A question's dense vector. The bundled models answer without importing LlamaIndex."""
         if self.given_embedder is None:
-            encoder = SPECS[self.settings.embedding.provider].load_encoder()
+            cfg = self.settings.embedding
+            encoder = SPECS[cfg.provider].load_encoder(cfg)
             if encoder is not None:
                 return encoder.query(text)
         return list(self.embedder.get_query_embedding(text))
+
+    def embedder_runtime(self) -> str:
+        """What ran the embedder in this process ("" when it was not loaded)."""
+        return self.embedder.runtime if "embedder" in vars(self) else ""
 
     @cached_property
     def store(self) -> KbVectorStore:

@@ -59,6 +59,7 @@ class IngestReport:
     ocr_pages: int = 0  # pages and images read by OCR
     embed_seconds: float = 0.0
     seconds: float = 0.0
+    embedder_runtime: str = ""  # what embedded, e.g. "onnxruntime fp32" ("" if nothing was)
 
 
 @dataclass(frozen=True)

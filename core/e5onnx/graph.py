@@ -188,14 +188,23 @@ def _skip_norm(
 
 def quantize_int8(source: Path, target: Path) -> None:
     """ONNX Runtime's dynamic quantisation: int8 weights per output channel, int8 activations."""
+    import logging
+
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    quantize_dynamic(
-        source,
-        target,
-        weight_type=QuantType.QInt8,
-        per_channel=True,
-        op_types_to_quantize=["MatMul", "Attention"],
-        # Shape inference cannot type the outputs of com.microsoft ops: they are all float32.
-        extra_options={"DefaultTensorType": TensorProto.FLOAT},
-    )
+    # The quantiser advises "pre-processing" through `logging.warning`, which would also install a
+    # stderr handler on the root logger for good; a null handler keeps both away from kb's output.
+    quiet = logging.NullHandler()
+    logging.getLogger().addHandler(quiet)
+    try:
+        quantize_dynamic(
+            source,
+            target,
+            weight_type=QuantType.QInt8,
+            per_channel=True,
+            op_types_to_quantize=["MatMul", "Attention"],
+            # Shape inference cannot type the outputs of com.microsoft ops: they are all float32.
+            extra_options={"DefaultTensorType": TensorProto.FLOAT},
+        )
+    finally:
+        logging.getLogger().removeHandler(quiet)

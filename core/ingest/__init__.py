@@ -101,4 +101,5 @@ def ingest(
         files_total=engine.shard.count("file"),
         embed_seconds=progress.embed_seconds,
         seconds=time.perf_counter() - started,
+        embedder_runtime=engine.embedder_runtime(),
     )
