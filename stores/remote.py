@@ -18,14 +18,12 @@ reader opens the shard itself, whose lock the kernel released; the next writer r
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import hmac
 import json
 import os
 import secrets
 import shutil
 import socket
-import struct
 import tempfile
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -42,13 +40,21 @@ from stores.contract import (
     StoreLocked,
 )
 from stores.points import check_meta
+from stores.wire import (
+    Gone,
+    hit_rows,
+    recv_frame,
+    rows_to_hits,
+    search_from_row,
+    search_to_row,
+    send_frame,
+)
 
 SERVE_FILE = "serve.json"
 SOCKET_NAME = "serve.sock"
 PROTOCOL = 1
 _MAX_PATH = 100  # sun_path holds 108 bytes on Linux, 104 on macOS
 _HELLO_LIMIT = 4096  # bytes a client may send before it has proven it holds the key
-_FRAME_LIMIT = 1 << 30
 _HELLO_SECONDS = 5.0
 _TEMP_PREFIX = "kb-serve-"
 
@@ -57,74 +63,19 @@ class RemoteError(Exception):
     """The serving process failed a call (its message is the server's)."""
 
 
-class _Gone(Exception):
-    """The connection ended: the serving process closed the store or died."""
-
-
-# -- frames ----------------------------------------------------------------------------------------
-
-
-def _send(sock: socket.socket, message: Any) -> None:
-    data = json.dumps(message, separators=(",", ":")).encode("utf-8")
-    sock.sendall(struct.pack(">I", len(data)) + data)
-
-
-def _recv(sock: socket.socket, limit: int = _FRAME_LIMIT) -> Any:
-    header = _exactly(sock, 4)
-    (size,) = struct.unpack(">I", header)
-    if size > limit:
-        raise ValueError(f"a frame of {size} bytes (at most {limit})")
-    return json.loads(_exactly(sock, size).decode("utf-8"))
-
-
-def _exactly(sock: socket.socket, size: int) -> bytes:
-    parts: list[bytes] = []
-    while size:
-        part = sock.recv(min(size, 1 << 20))
-        if not part:
-            raise _Gone("connection closed")
-        parts.append(part)
-        size -= len(part)
-    return b"".join(parts)
-
-
-# -- what travels: Hits as [id, score, payload], a Search as its fields ---------------------------
-
-
-def _hits(hits: list[Hit]) -> list[list[Any]]:
-    return [[h.id, h.score, h.payload] for h in hits]
-
-
-def _unhits(rows: list[list[Any]]) -> list[Hit]:
-    return [Hit(str(i), float(s), p) for i, s, p in rows]
-
-
-def _search(row: dict[str, Any]) -> Search:
-    fields = {f.name for f in dataclasses.fields(Search)}
-    return Search(**{k: v for k, v in row.items() if k in fields})
-
-
-def _search_row(search: Search) -> dict[str, Any]:
-    row = dataclasses.asdict(search)
-    for key in ("vector", "ids"):
-        if row[key] is not None:
-            row[key] = list(row[key])
-    return row
-
-
 # The calls a reader may make: name -> (run it on the store with the decoded arguments).
 _READS: dict[str, Callable[[Store, dict[str, Any]], Any]] = {
     "records": lambda s, a: s.records(),
     "chunk_payloads": lambda s, a: s.chunk_payloads(tuple(a["fields"])),
     "document_vectors": lambda s, a: s.document_vectors(str(a["doc_id"])),
     "count": lambda s, a: s.count(str(a["kind"])),
-    "search": lambda s, a: _hits(s.search(**a)),
+    "search": lambda s, a: hit_rows(s.search(**a)),
     "search_many": lambda s, a: [
-        _hits(h) for h in s.search_many([_search(r) for r in a["searches"]])
+        hit_rows(h) for h in s.search_many([search_from_row(r) for r in a["searches"]])
     ],
     "payloads": lambda s, a: s.payloads([str(i) for i in a["ids"]]),
     "facet": lambda s, a: [[k, n] for k, n in s.facet(str(a["key"]), a["conditions"]).items()],
-    "neighbours": lambda s, a: _hits(s.neighbours(str(a["doc_id"]), list(a["indices"]))),
+    "neighbours": lambda s, a: hit_rows(s.neighbours(str(a["doc_id"]), list(a["indices"]))),
 }
 
 
@@ -219,17 +170,17 @@ class ReadServer:
     def _serve(self, conn: socket.socket) -> None:
         try:
             conn.settimeout(_HELLO_SECONDS)
-            hello = _recv(conn, _HELLO_LIMIT)
+            hello = recv_frame(conn, _HELLO_LIMIT)
             key = hello.get("key") if isinstance(hello, dict) else None
             if not isinstance(key, str) or not hmac.compare_digest(key, self.key):
-                _send(conn, {"error": "bad key"})
+                send_frame(conn, {"error": "bad key"})
                 return
-            _send(conn, {"ok": {"meta": self.store.meta, "v": PROTOCOL}})
+            send_frame(conn, {"ok": {"meta": self.store.meta, "v": PROTOCOL}})
             conn.settimeout(None)
             while not self._stop.is_set():
-                request = _recv(conn)
-                _send(conn, self._answer(request))
-        except (_Gone, OSError, ValueError):
+                request = recv_frame(conn)
+                send_frame(conn, self._answer(request))
+        except (Gone, OSError, ValueError):
             return  # the reader left, broke the protocol, or we are closing
         finally:
             with self._conns_lock:
@@ -244,9 +195,9 @@ class ReadServer:
         try:
             with self.guard:
                 if self._stop.is_set():
-                    raise _Gone("closing")
+                    raise Gone("closing")
                 return {"ok": run(self.store, dict(request.get("args") or {}))}
-        except _Gone:
+        except Gone:
             raise
         except Exception as err:  # the reader gets the failure; the writer goes on
             return {"error": f"{type(err).__name__}: {err}"}
@@ -320,10 +271,10 @@ class RemoteStore:
         try:
             sock.settimeout(timeout)
             sock.connect(address)
-            _send(sock, {"key": key, "v": PROTOCOL})
-            reply = _recv(sock)
+            send_frame(sock, {"key": key, "v": PROTOCOL})
+            reply = recv_frame(sock)
             sock.settimeout(None)
-        except (OSError, ValueError, _Gone):
+        except (OSError, ValueError, Gone):
             sock.close()
             raise StoreLocked(str(kb_dir)) from None
         if not isinstance(reply, dict) or "ok" not in reply:
@@ -358,9 +309,9 @@ class RemoteStore:
         with self._lock:
             if self._direct is None and self._sock is not None:
                 try:
-                    _send(self._sock, {"method": method, "args": args})
-                    reply = _recv(self._sock)
-                except (_Gone, OSError):
+                    send_frame(self._sock, {"method": method, "args": args})
+                    reply = recv_frame(self._sock)
+                except (Gone, OSError):
                     self._sock.close()
                     self._sock = None
                 else:
@@ -416,16 +367,16 @@ class RemoteStore:
             "conditions": conditions,
             "exclude": exclude,
         }
-        hits = self._ask("search", args, lambda s: _hits(s.search(**args)))
-        return _unhits(hits)
+        hits = self._ask("search", args, lambda s: hit_rows(s.search(**args)))
+        return rows_to_hits(hits)
 
     def search_many(self, searches: Sequence[Search]) -> list[list[Hit]]:
         rows = self._ask(
             "search_many",
-            {"searches": [_search_row(s) for s in searches]},
-            lambda s: [_hits(h) for h in s.search_many(searches)],
+            {"searches": [search_to_row(s) for s in searches]},
+            lambda s: [hit_rows(h) for h in s.search_many(searches)],
         )
-        return [_unhits(r) for r in rows]
+        return [rows_to_hits(r) for r in rows]
 
     def dense_search(
         self,
@@ -469,9 +420,9 @@ class RemoteStore:
         hits = self._ask(
             "neighbours",
             {"doc_id": doc_id, "indices": list(indices)},
-            lambda s: _hits(s.neighbours(doc_id, indices)),
+            lambda s: hit_rows(s.neighbours(doc_id, indices)),
         )
-        return _unhits(hits)
+        return rows_to_hits(hits)
 
     # -- writing: the knowledge base has a writer already ----------------------------------------
 

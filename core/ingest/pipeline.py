@@ -14,11 +14,10 @@ so what a kill leaves is what it left before (tests/test_crash.py).
 from __future__ import annotations
 
 import hashlib
-import threading
 import time
 import uuid
-from collections import Counter, deque
-from collections.abc import Callable, Iterator, Sequence
+from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -27,6 +26,7 @@ from core.cache import EmbeddingCache, text_hash
 from core.chunking import Chunk, chunk_text
 from core.engine import Engine
 from core.ingest.plan import Plan
+from core.ingest.readahead import Outcome, ReadAhead
 from core.ingest.scan import Candidate, file_problem
 from core.loaders import LoadOptions, NotText, UnreadableFile, load
 from core.results import FileProblem, IngestProgress
@@ -123,7 +123,11 @@ def _write_changes(
     # Files stream through read -> embed -> write in windows of about EMBED_WINDOW new chunks, so
     # memory stays bounded and finished files are stored early.
     pending: list[tuple[_Prepared, str | None]] = []
-    with _ReadAhead(work, engine, progress) as reads:
+
+    def prepare(candidate: Candidate, digest: str | None) -> tuple[Outcome, int]:
+        return _prepare(candidate, digest, engine, progress)
+
+    with ReadAhead(work, engine, progress, prepare, limit=READ_AHEAD_CHUNKS) as reads:
         for (candidate, _, reuse_from), outcome in reads:
             _index_if_grown(engine, progress)
             progress.emit("read", candidate.rel_path)
@@ -174,104 +178,17 @@ def _write_changes(
     return stats, written
 
 
-_Outcome = tuple["_Read", "list[TextNode] | None"] | NotText | UnreadableFile | OSError
-
-
-class _ReadAhead:
-    """Reads, chunks and builds the nodes of the files to write in a background thread, in order,
-    at most READ_AHEAD_CHUNKS chunks ahead of the caller (a large file's nodes are left to the
-    caller, who builds them window by window). Counts the chunks planned as it goes: the progress
-    total is exact once every file is read, and extrapolated from the bytes read until then.
-
-    Iterating yields each work item with its outcome: the read file and its nodes, or the reason
-    it was skipped. A failure of the thread itself is raised in the caller."""
-
-    def __init__(
-        self,
-        work: Sequence[tuple[Candidate, str | None, str | None]],
-        engine: Engine,
-        progress: Progress,
-    ) -> None:
-        self.work = work
-        self.engine = engine
-        self.progress = progress
-        self.total_bytes = sum(c.size for c, _, _ in work) or 1
-        self.ready: deque[tuple[int, _Outcome, int]] = deque()  # (work index, outcome, chunks)
-        self.buffered = 0  # chunks in `ready`
-        self.failure: BaseException | None = None
-        self.finished = False
-        self.stopping = False
-        self.changed = threading.Condition()
-        self.thread = threading.Thread(target=self._run, name="kb-read-ahead", daemon=True)
-
-    def __enter__(self) -> Iterator[tuple[tuple[Candidate, str | None, str | None], _Outcome]]:
-        if self.work:  # nothing to write (an unchanged re-ingest) loads no model
-            _ = self.engine.embedder  # built once, here, not raced for by both threads
-            self.thread.start()
-        return self._take()
-
-    def __exit__(self, *exc: object) -> None:
-        with self.changed:
-            self.stopping = True
-            self.changed.notify_all()
-        if self.thread.is_alive():
-            self.thread.join()
-
-    def _take(self) -> Iterator[tuple[tuple[Candidate, str | None, str | None], _Outcome]]:
-        for index in range(len(self.work)):
-            with self.changed:
-                while not self.ready and self.failure is None:
-                    self.changed.wait()
-                if self.failure is not None:
-                    raise self.failure
-                done, outcome, chunks = self.ready.popleft()
-                self.buffered -= chunks
-                self.changed.notify_all()
-            assert done == index
-            yield self.work[index], outcome
-
-    def _run(self) -> None:
-        chunks_seen = 0
-        bytes_read = 0
-        try:
-            for index, (candidate, digest, _) in enumerate(self.work):
-                outcome: _Outcome
-                chunks = 0
-                try:
-                    read = _read(candidate, digest, self.engine, self.progress)
-                except (NotText, UnreadableFile, OSError) as err:
-                    outcome = err
-                else:
-                    chunks = len(read.chunks)
-                    nodes = (
-                        None if chunks > LARGE_FILE_CHUNKS else _nodes(read, 0, chunks, self.engine)
-                    )
-                    outcome = (read, nodes)
-                bytes_read += candidate.size
-                chunks_seen += chunks
-                last = index == len(self.work) - 1
-                with self.changed:
-                    # Large files hold no nodes here: they count for little while they wait.
-                    held = 0 if isinstance(outcome, BaseException) or outcome[1] is None else chunks
-                    while self.buffered and self.buffered + held > READ_AHEAD_CHUNKS:
-                        if self.stopping:
-                            return
-                        self.changed.wait()
-                    if self.stopping:
-                        return
-                    self.progress.chunks_total = (
-                        chunks_seen
-                        if last
-                        else round(chunks_seen * self.total_bytes / max(bytes_read, 1))
-                    )
-                    self.progress.chunks_estimated = not last
-                    self.ready.append((index, outcome, held))
-                    self.buffered += held
-                    self.changed.notify_all()
-        except BaseException as err:  # a bug: raised in the caller's thread
-            with self.changed:
-                self.failure = err
-                self.changed.notify_all()
+def _prepare(
+    candidate: Candidate, digest: str | None, engine: Engine, progress: Progress
+) -> tuple[Outcome, int]:
+    """A file read, chunked and (unless large: built window by window later) turned into nodes;
+    or why it was skipped. With its chunk count. Runs in the read-ahead thread."""
+    try:
+        read = _read(candidate, digest, engine, progress)
+    except (NotText, UnreadableFile, OSError) as err:
+        return err, 0
+    chunks = len(read.chunks)
+    return (read, None if chunks > LARGE_FILE_CHUNKS else _nodes(read, 0, chunks, engine)), chunks
 
 
 @dataclass
