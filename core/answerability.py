@@ -146,7 +146,7 @@ class Verdict:
             return ""
         if self.signal == "no_sources":
             return "nothing matched"
-        line = f"{self.signal} {self.value:.2f} < {self.threshold:.2f}"
+        line = f"{self.signal} {self.value:.2f} < threshold {self.threshold:.2f}"
         if self.signal == "support":
             z, cover = self.signals["dense_z"], self.signals["coverage"]
             line += f" (dense_z {z:.2f} + {THRESHOLDS.coverage_weight:g} x coverage {cover:.2f})"
