@@ -288,12 +288,31 @@ def extractive_answer(question: str, sources: Sequence[Source]) -> tuple[str, tu
         )
         for rank, order, text, words in sentences
     ]
-    best = sorted((s for s in scored if s.score > 0), key=lambda s: -s.score)[:MAX_ANSWER_SENTENCES]
-    if not best:
+    across = _other_language_lead(question, sources)
+    room = MAX_ANSWER_SENTENCES - (1 if across else 0)
+    best = sorted((s for s in scored if s.score > 0), key=lambda s: -s.score)[:room]
+    if not best and not across:
         best = [s for s in scored if s.source == sources[0].n][:2]
     best.sort(key=lambda s: (s.source, s.order))
+    if across:
+        best.insert(0, across)
     cited = tuple(dict.fromkeys(s.source for s in best))
     return " ".join(f"{s.text} [{s.source}]" for s in best), cited
+
+
+def _other_language_lead(question: str, sources: Sequence[Source]) -> _Scored | None:
+    """The opening sentence of the most relevant source when it is written in another language
+    than the question: no word is shared to pick its sentence by, but its relevance says it is the
+    best match (a Chinese guide answering an English question)."""
+    rated = [s for s in sources if s.relevance is not None and s.relevance >= 0.5]
+    if not rated:
+        return None
+    top = max(rated, key=lambda s: s.relevance or 0.0)
+    lang = detect_language(question)
+    if not top.lang or top.lang == lang or lang == "other":
+        return None
+    opening = _answer_sentences(top)
+    return _Scored(1.0, top.n, -1, opening[0]) if opening else None
 
 
 def _answer_sentences(source: Source) -> list[str]:

@@ -201,3 +201,32 @@ def test_a_new_topic_becomes_the_one_follow_ups_attach_to() -> None:
     session.turns.append(_answered("那部署需要多少内存？", "那部署需要多少内存？", ""))
     rewritten: Any = session.standalone("那它支持 Windows 吗？", _offline())
     assert rewritten == ("那它支持 Windows 吗？ (那部署需要多少内存？)", "rule")
+
+
+def test_the_most_relevant_source_in_another_language_leads_the_answer() -> None:
+    """No word is shared between an English question and a Chinese guide: its relevance picks it."""
+    guide = Source(
+        1,
+        "部署指南.md",
+        "/部署指南.md",
+        0.6,
+        "## 硬件要求\n\n- 内存：至少 2 GB。\n- CPU：至少 2 核。",
+        "1",
+        lang="zh",
+        relevance=0.83,
+    )
+    other = Source(
+        2,
+        "install.md",
+        "/install.md",
+        0.9,
+        "Deploy Lumen with Docker in production.",
+        "2",
+        lang="en",
+        relevance=0.4,
+    )
+    answer, cited = extractive_answer(
+        "How much memory does Lumen need in production?", [other, guide]
+    )
+    assert answer.startswith("内存：至少 2 GB。 [1]")
+    assert cited[0] == 1
