@@ -174,12 +174,16 @@ def load_calibration(kb_dir: Path) -> dict[str, Any] | None:
 
 def calibrate(engine: Engine, cache: EmbeddingCache | None = None) -> dict[str, Any] | None:
     """Ask the baseline questions of the knowledge base and store their best cosines' mean and
-    spread per question language (None when the knowledge base is empty or has no dense search)."""
+    spread per question language (None when the knowledge base is empty, or its embedder is not a
+    bundled model: asking an endpoint 64 questions per ingest is not free)."""
+    from core.embedders import SPECS
     from core.retrieve import RetrievalQuery, retrieve
 
     if engine.shard.count() == 0:
         calibration_path(engine.kb_dir).unlink(missing_ok=True)
         return None
+    if not SPECS[engine.settings.embedding.provider].encoder:
+        return None  # a remote embedder: 64 more requests per ingest; its cosine threshold stays
     vectors = _baseline_vectors(engine, cache)
     stats: dict[str, dict[str, float]] = {}
     for lang, questions in BASELINE.items():

@@ -230,3 +230,21 @@ def test_the_most_relevant_source_in_another_language_leads_the_answer() -> None
     )
     assert answer.startswith("内存：至少 2 GB。 [1]")
     assert cited[0] == 1
+
+
+def test_a_refused_question_never_reaches_the_llm(
+    runner: CliRunner, kb_copy: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.openai_server import FakeOpenAI
+
+    fake = FakeOpenAI().start()
+    try:
+        monkeypatch.setenv("KB_LLM__PROVIDER", "openai")
+        monkeypatch.setenv("KB_LLM__BASE_URL", fake.base_url)
+        monkeypatch.setenv("KB_LLM__MAX_RETRIES", "0")
+        result = runner.invoke(app, ["ask", OFF_TOPIC[1], "--json"])
+    finally:
+        fake.stop()
+    assert result.exit_code == ExitCode.NO_ANSWER, result.stdout + result.stderr
+    assert json.loads(result.stdout)["kind"] == "refused"
+    assert not fake.requests
