@@ -6,7 +6,6 @@ body only, so `kb --help` stays fast. The exit codes and the error boundary are 
 
 from __future__ import annotations
 
-import os
 import sys
 from typing import TYPE_CHECKING, Annotated
 
@@ -16,6 +15,7 @@ from typer.core import TyperGroup
 from cli import ask, chat, doctor, evaluate, goto, ingest, manage, serve
 from cli.errors import ExitCode, reports_errors
 from cli.groups import DefaultCommand, DefaultCommandGroup
+from cli.output import silence_stdout
 
 if TYPE_CHECKING:
     from typer._click import Context  # typer vendors click; the type is not re-exported
@@ -104,7 +104,14 @@ def main() -> None:
     try:
         app()
     except BrokenPipeError:
-        # `kb ... | head -1`: the reader left; end quietly, like other Unix tools.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
+        # `kb ... | head -1`: the reader left while something wrote past `Output`; end quietly.
+        silence_stdout()
         sys.exit(ExitCode.FAILURE)
+    except SystemExit:
+        # The command's own exit code (6 for a refusal) stands even when the reader left before
+        # the last flush: that flush must not turn it into a failure.
+        try:
+            sys.stdout.flush()
+        except BrokenPipeError:
+            silence_stdout()
+        raise

@@ -45,6 +45,20 @@ def _stderr() -> Console:
     return Console(stderr=True, highlight=False)
 
 
+def silence_stdout() -> None:
+    """Point stdout at /dev/null: its reader has gone, and Python's final flush must not fail."""
+    import os
+    import sys
+
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout is not a real file (a test runner's capture)
+        pass
+    finally:
+        os.close(devnull)
+
+
 def print_error(err: KbError) -> None:
     """`error: …` and `hint: …` on stderr; user text is escaped, never read as markup."""
     from rich.markup import escape
@@ -86,6 +100,7 @@ class Output:
     link: str = ""  # `[kb] link`: the URL template of source links ("": file://PATH#L12)
     out: Console = field(default_factory=_stdout)
     err: Console = field(default_factory=_stderr)
+    reader_gone: bool = False  # stdout was a pipe whose reader closed it
 
     @property
     def fancy(self) -> bool:
@@ -93,9 +108,16 @@ class Output:
         return not self.as_json and self.out.is_terminal
 
     def write(self, text: str) -> None:
-        """Raw text on stdout: no wrapping, no markup."""
-        self.out.file.write(text + "\n")
-        self.out.file.flush()
+        """Raw text on stdout: no wrapping, no markup. When the reader has gone (`kb ask Q | head
+        -1`), the rest is dropped quietly and the command still ends with its own exit code."""
+        if self.reader_gone:
+            return
+        try:
+            self.out.file.write(text + "\n")
+            self.out.file.flush()
+        except BrokenPipeError:
+            self.reader_gone = True
+            silence_stdout()
 
     def json(self, payload: Any) -> None:
         """One JSON object on one line."""

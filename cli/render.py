@@ -20,9 +20,10 @@ def answer_note(answer: Answer) -> str:
     """The line under an answer: who answered and how, or why nothing was."""
     if answer.kind == "refused":
         best = "none" if answer.best_score is None else f"{answer.best_score:.3f}"
+        why = answer.refusal or f"best score {best}, threshold {answer.min_score:.3f}"
         return (
-            f"Nothing in the knowledge base is relevant enough (best score {best}, threshold "
-            f"{answer.min_score:.3f}); no answer was generated. Nearest sources:"
+            f"The knowledge base does not seem to cover this ({why}); no answer was generated. "
+            "Nearest sources:"
         )
     if answer.kind == "extractive":
         return f"extractive answer (no LLM configured), {answer.mode} retrieval"
@@ -62,8 +63,14 @@ def trace_line(
 
 
 def source_line(s: Source) -> str:
-    """`[1] path L3-9<TAB>score`: a source as one plain line."""
-    return f"[{s.n}] {s.path}{locator(s)}{also_in(s)}\t{s.score:.3f}"
+    """`[1] path L3-9<TAB>score`: a source as one plain line (its relevance when known)."""
+    return f"[{s.n}] {s.path}{locator(s)}{also_in(s)}\t{shown_score(s):.3f}"
+
+
+def shown_score(s: Source) -> float:
+    """What a person is shown: the 0-1 relevance (same meaning on every knowledge base and in
+    every language) when the knowledge base has a baseline, else the ranking score."""
+    return s.relevance if s.relevance is not None else s.score
 
 
 def sources_table(
@@ -90,7 +97,12 @@ def sources_table(
         text = text[:snippet] + ("…" if len(text) > snippet else "")
         style = "dim" if cited and s.n not in cited else ""
         table.add_row(
-            f"[{s.n}]", name, escape(where.strip()), f"{s.score:.3f}", escape(text), style=style
+            f"[{s.n}]",
+            name,
+            escape(where.strip()),
+            f"{shown_score(s):.3f}",
+            escape(text),
+            style=style,
         )
     return table
 

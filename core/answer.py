@@ -1,8 +1,9 @@
 """`kb ask`: retrieve, then answer with [n] citations that are checked against the sources shown.
 
-- Refusal first: when the best dense score is below the calibrated threshold (or nothing matched),
-  the answer says the knowledge base does not cover the question, lists the nearest sources and
-  never calls an LLM.
+- Refusal first: when `core.answerability` finds the question unanswerable (its best cosine is not
+  clearly above this knowledge base's everyday-question baseline, or the top sources miss most of
+  its words, or nothing matched), the answer says the knowledge base does not cover the question,
+  names the signal that refused, lists the nearest sources and never calls an LLM.
 - With no LLM configured the answer is extractive: the sentences of the retrieved chunks that share
   the most (rarest) words with the question, each followed by its [n]. Deterministic.
 - With an LLM, the prompt fences the sources as data (`core.prompts`); tokens reach the caller as
@@ -20,13 +21,14 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 
+from core.answerability import Verdict, decide, load_calibration
 from core.embedders import calibrated_min_score
 from core.engine import Engine
 from core.errors import NothingToAnswerFrom
 from core.prompts import NOT_FOUND, answer_messages, not_found_text
 from core.results import Answer, Source
 from core.retrieve import Retrieval
-from core.text import detect_language, split_sentences, tokenize
+from core.text import answer_units, detect_language, tokenize
 
 MAX_ANSWER_SENTENCES = 3
 OnEvent = Callable[[str, str], None]  # (kind, text): kind is "token" or "thinking"
@@ -53,7 +55,8 @@ def answer(
             "the knowledge base is empty", hint="run `kb ingest PATH` to add documents"
         )
     lang = detect_language(question)
-    threshold = min_score(engine)
+    verdict = judge(retrieval, engine)
+    threshold = verdict.threshold if verdict.signal == "dense" else min_score(engine)
     base = Answer(
         question=question,
         answer="",
@@ -62,10 +65,12 @@ def answer(
         sources=tuple(sources),
         timings=retrieval.timings,
         best_score=retrieval.best_dense,
-        min_score=threshold,
+        min_score=threshold or 0.0,
+        refusal=verdict.reason(),
+        signals=verdict.signals,
     )
     began = time.perf_counter()
-    if _irrelevant(retrieval, threshold):
+    if not verdict.answerable:
         return replace(base, answer=not_found_text(lang), kind="refused")
     llm = engine.llm
     if llm is None:
@@ -151,11 +156,13 @@ def min_score(engine: Engine) -> float:
     return float(configured)
 
 
-def _irrelevant(retrieval: Retrieval, threshold: float) -> bool:
-    if not retrieval.sources:
-        return True
-    best = retrieval.best_dense
-    return best is not None and threshold > 0 and best < threshold
+def judge(retrieval: Retrieval, engine: Engine) -> Verdict:
+    """Whether to answer: `core.answerability` with this knowledge base's baseline, or with
+    `[retrieval] min_score` set to a number, that one cosine threshold alone (0: never refuse)."""
+    configured = engine.settings.retrieval.min_score
+    if configured == "auto":
+        return decide(retrieval, load_calibration(engine.kb_dir), fallback=min_score(engine))
+    return decide(retrieval, None, fallback=float(configured), keywords=False)
 
 
 def _says_not_found(text: str) -> bool:
@@ -249,25 +256,26 @@ class _Scored:
     text: str
 
 
+_SHORT_LINE = 48  # characters: a title line or a line after a colon this short may be the answer
+_VERSION_OR_DATE = re.compile(r"\d+(?:\.\d+){1,3}|\d{4}[-/.年]\d{1,2}")
+
+
 def extractive_answer(question: str, sources: Sequence[Source]) -> tuple[str, tuple[int, ...]]:
     """The sentences that best match the question, each followed by its [n], and the [n] used.
 
     A sentence scores the summed weight of the question's words it contains, rarer words (within the
     retrieved text) weighing more, minus a little per rank of its source so better sources win ties.
+    Title lines are never answer sentences, but a short one holding a number (a version, a date) is
+    put before the sentences under it, and a sentence ending in a colon takes the line after it.
     Falls back to the opening of the best source when no sentence shares a word with the question.
     """
     terms = set(tokenize(question))
     sentences: list[tuple[int, int, str, set[str]]] = []
     frequency: Counter[str] = Counter()
     for rank, source in enumerate(sources):
-        headings = set(source.headings)
-        for order, sentence in enumerate(split_sentences(source.text)):
-            text = sentence.text
-            if text.startswith("#"):  # a heading line: drop it, keep any text after it
-                _, _, text = text.partition("\n")
-            text = text.strip()
+        for order, text in enumerate(_answer_sentences(source)):
             words = set(tokenize(text))
-            if not words or text in headings:
+            if not words:
                 continue
             sentences.append((rank, order, text, words))
             frequency.update(words & terms)
@@ -283,9 +291,53 @@ def extractive_answer(question: str, sources: Sequence[Source]) -> tuple[str, tu
         )
         for rank, order, text, words in sentences
     ]
-    best = sorted((s for s in scored if s.score > 0), key=lambda s: -s.score)[:MAX_ANSWER_SENTENCES]
-    if not best:
+    across = _other_language_lead(question, sources)
+    room = MAX_ANSWER_SENTENCES - (1 if across else 0)
+    best = sorted((s for s in scored if s.score > 0), key=lambda s: -s.score)[:room]
+    if not best and not across:
         best = [s for s in scored if s.source == sources[0].n][:2]
     best.sort(key=lambda s: (s.source, s.order))
+    if across:
+        best.insert(0, across)
     cited = tuple(dict.fromkeys(s.source for s in best))
     return " ".join(f"{s.text} [{s.source}]" for s in best), cited
+
+
+def _other_language_lead(question: str, sources: Sequence[Source]) -> _Scored | None:
+    """The opening sentence of the most relevant source when it is written in another language
+    than the question: no word is shared to pick its sentence by, but its relevance says it is the
+    best match (a Chinese guide answering an English question)."""
+    rated = [s for s in sources if s.relevance is not None and s.relevance >= 0.5]
+    if not rated:
+        return None
+    top = max(rated, key=lambda s: s.relevance or 0.0)
+    lang = detect_language(question)
+    if not top.lang or top.lang == lang or lang == "other":
+        return None
+    opening = _answer_sentences(top)
+    return _Scored(1.0, top.n, -1, opening[0]) if opening else None
+
+
+def _answer_sentences(source: Source) -> list[str]:
+    """A source's sentences as an answer shows them: no title lines or underline rows; a short
+    title with a digit before the sentences under it; a line ending in a colon with the next one."""
+    units = answer_units(source.text)
+    headings = set(source.headings)
+    out: list[str] = []
+    title = ""
+    for index, unit in enumerate(units):
+        if unit.heading:
+            short = len(unit.text) <= _SHORT_LINE
+            title = unit.text if short and _VERSION_OR_DATE.search(unit.text) else ""
+            continue
+        text = unit.text
+        if text in headings:
+            continue
+        if text.endswith((":", "：")) and index + 1 < len(units):
+            after = units[index + 1].text
+            if len(after) <= _SHORT_LINE:
+                text = f"{text} {after}"
+        if title and title not in text:
+            text = f"{title}: {text}"
+        out.append(text)
+    return out

@@ -3,9 +3,11 @@
 Every question is first made standalone, so retrieval never sees "what about its license?":
 
 - with an LLM, the model rewrites it from the recent conversation (`prompts.CONDENSE_*`);
-- offline, a deterministic rule: a question that looks like a follow-up (short, or opening with
-  "and", "what about", "那", "还有"…, or leaning on a pronoun such as "it", "they", "它", "这个")
-  is asked together with the previous standalone question.
+- offline, a deterministic rule: a question that leans on a pronoun ("it", "they", "它", "这个")
+  without naming enough of its own, or that opens like a continuation ("and", "what about", "那",
+  "还有"…) or is short and names at most one thing of its own, is asked together with the topic of
+  the conversation: the last question that stood on its own (never a rewritten one, so topics do
+  not nest). A question that names two or more things of its own is its own topic.
 
 The rewritten question is kept with the turn (`/why` shows it). The history the LLM sees is trimmed to
 a token budget, newest turns kept. Sessions and their turns live in `<kb home>/chat.sqlite3`; a turn
@@ -29,7 +31,7 @@ from core.engine import Engine
 from core.prompts import condense_messages
 from core.results import Answer, Source
 from core.retrieve import Mode, RetrievalQuery, retrieve
-from core.text import approx_tokens
+from core.text import approx_tokens, tokenize
 
 HISTORY_TOKENS = 1500  # conversation the rewriting LLM sees, newest first
 SHORT_FOLLOW_UP = 6  # words (or Chinese characters / 2) under which a question leans on context
@@ -44,6 +46,89 @@ _PRONOUNS = re.compile(
     re.IGNORECASE,
 )
 _CJK = re.compile(r"[\u3400-\u9fff]")
+# Words that ask rather than name: not counted as a question's own content.
+_ASKING = frozenset(
+    [
+        "的",
+        "了",
+        "是",
+        "吗",
+        "呢",
+        "吧",
+        "啊",
+        "么",
+        "什么",
+        "怎么",
+        "怎样",
+        "怎么样",
+        "如何",
+        "多少",
+        "几",
+        "哪",
+        "哪些",
+        "哪个",
+        "哪里",
+        "为什么",
+        "为何",
+        "有",
+        "没有",
+        "还有",
+        "别的",
+        "其他",
+        "其它",
+        "需要",
+        "可以",
+        "能",
+        "能否",
+        "应该",
+        "要",
+        "会",
+        "和",
+        "与",
+        "及",
+        "在",
+        "那",
+        "那么",
+        "这",
+        "这个",
+        "那个",
+        "它",
+        "它的",
+        "他",
+        "她",
+        "他们",
+        "其",
+        "该",
+        "此",
+        "一个",
+        "请问",
+        "还",
+        "又",
+        "也",
+        "都",
+        "就",
+        "吧",
+        "呀",
+        "怎么办",
+        "多久",
+        "另外",
+        "而且",
+        "并且",
+        "个",
+        "also",
+        "els",
+        "tell",
+        "explain",
+        "mean",
+        "happen",
+        "instead",
+        "one",
+        "exampl",
+        "detail",
+        "thing",
+        "way",
+    ]
+)
 
 
 @dataclass(frozen=True)
@@ -106,7 +191,7 @@ class ChatSession:
             rewritten = rewritten.splitlines()[0].strip() if rewritten else ""
             return (rewritten, "llm") if rewritten else (question, "")
         if looks_like_follow_up(question):
-            return f"{question} ({self.turns[-1].standalone})", "rule"
+            return f"{question} ({topic(self.turns[-1])})", "rule"
         return question, ""
 
     def clear(self) -> None:
@@ -115,13 +200,29 @@ class ChatSession:
 
 
 def looks_like_follow_up(question: str) -> bool:
-    """Short, or opening like a continuation, or leaning on a pronoun."""
+    """Leaning on a pronoun and naming fewer than three things of its own; or short, or opening
+    like a continuation, and naming at most one."""
+    own = len(content_words(question))
+    opens = _OPENERS.search(question)
+    if _PRONOUNS.search(question[opens.end() :] if opens else question):  # "那" opens, not refers
+        return own < 3
     words = len(question.split()) + len(_CJK.findall(question)) // 2
-    return (
-        words < SHORT_FOLLOW_UP
-        or bool(_OPENERS.search(question))
-        or bool(_PRONOUNS.search(question))
-    )
+    return (words < SHORT_FOLLOW_UP or opens is not None) and own < 2
+
+
+def content_words(question: str) -> set[str]:
+    """The keyword tokens of a question that name something (not question words or pronouns)."""
+    return {t for t in tokenize(question) if t not in _ASKING}
+
+
+def topic(turn: Turn) -> str:
+    """What a turn was about: its question when it stood alone (or the LLM's rewrite), else the
+    topic it was asked with."""
+    if turn.rewritten_by == "rule":
+        prefix = f"{turn.question} ("
+        if turn.standalone.startswith(prefix) and turn.standalone.endswith(")"):
+            return turn.standalone[len(prefix) : -1]
+    return turn.standalone
 
 
 def trim_history(history: list[tuple[str, str]], budget: int) -> list[tuple[str, str]]:

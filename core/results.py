@@ -119,6 +119,8 @@ class Source:
     chunk_index: int | None = None
     dense_score: float | None = None  # cosine similarity, when a dense search ran
     keyword_score: float | None = None  # BM25-style score, when a keyword search ran
+    # 0-1, the same scale on every knowledge base and language (core.answerability.relevance)
+    relevance: float | None = None
 
 
 @dataclass(frozen=True)
@@ -138,7 +140,9 @@ class Answer:
     supporting: str = ""  # extractive passages, when a generated answer cited nothing
     thinking: str = ""  # the model's reasoning, only when asked for
     best_score: float | None = None  # the best dense score retrieval found
-    min_score: float = 0.0  # the refusal threshold applied
+    min_score: float = 0.0  # the cosine threshold applied when no baseline was calibrated
+    refusal: str = ""  # why it was refused: the signal, its value and threshold
+    signals: dict[str, float | None] = field(default_factory=dict)  # core.answerability's signals
     usage: dict[str, int] = field(default_factory=dict)  # prompt/completion tokens, when reported
 
     @property

@@ -29,18 +29,21 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from core.answerability import load_calibration, relevance
 from core.config import Settings
 from core.embedders import dual_split
 from core.engine import Engine, Search
 from core.errors import ConfigError
 from core.loaders import file_kinds
 from core.results import Source
-from core.text import detect_language
+from core.text import detect_language, tokenize
 
 Mode = Literal["hybrid", "dense", "sparse"]
 CANDIDATES = 100  # per search; more than any top_k people use, cheap with exact search
 RERANK_POOL = 30
 CROSS_SCALE = math.sqrt(0.5)  # both halves of a `local-dual` query weigh the same
+TERM_LIMIT = 100  # chunks counted per question keyword (rarity needs no more)
+MAX_TERMS = 16
 NEAR_DUPLICATE = 0.9  # Jaccard similarity of character trigrams above which two chunks are one
 _SPACE = re.compile(r"\s+")
 
@@ -94,6 +97,11 @@ class Retrieval:
     languages: tuple[str, ...]  # languages searched separately (empty: one search)
     timings: dict[str, float] = field(default_factory=dict)
     empty: bool = False  # the knowledge base holds no chunk at all
+    kb_languages: tuple[str, ...] = ()  # languages of the chunks searched (empty: not known)
+    # How many chunks hold each of the question's keywords (counted up to TERM_LIMIT), and how many
+    # chunks were searched: the rarity of its words, for `core.answerability`.
+    term_chunks: dict[str, int] = field(default_factory=dict)
+    chunks: int = 0
 
 
 @dataclass
@@ -117,26 +125,33 @@ class _Group:
     scale: float
 
 
-def retrieve(query: RetrievalQuery, engine: Engine) -> Retrieval:
-    """The `top_k` chunks that best match the question, as numbered sources."""
+def retrieve(
+    query: RetrievalQuery, engine: Engine, *, vector: list[float] | None = None
+) -> Retrieval:
+    """The `top_k` chunks that best match the question, as numbered sources (`vector`: the
+    question's vector when already known)."""
     began = time.perf_counter()
     conditions = _conditions(query, engine)
     shard = engine.shard
     depth = max(CANDIDATES, 4 * query.top_k)
-    vector = engine.query_vector(query.question) if query.mode != "sparse" else None
+    if query.mode == "sparse":
+        vector = None
+    elif vector is None:
+        vector = engine.query_vector(query.question)
     embedded = time.perf_counter()
 
     candidates: dict[str, _Candidate] = {}
     ranges: dict[str | None, tuple[float, float]] = {}  # language -> (lowest, highest) cosine
     languages: tuple[str, ...] = ()
+    present: list[str] = []
     best_dense: float | None = None
     groups: dict[str | None, _Group] = {}  # language (None: all at once) -> how it is searched
     searches: list[Search] = []
+    asked_in = detect_language(query.question)
     if vector is not None:
         present = sorted(str(lang) for lang in shard.facet("lang", conditions))
         if query.balance_languages and len(present) > 1:
             languages = tuple(present)
-        asked_in = detect_language(query.question)
         split = dual_split(engine.settings.embedding)
         for language in languages or (None,):
             scoped = {**conditions, "lang": language} if language else conditions
@@ -151,10 +166,15 @@ def retrieve(query: RetrievalQuery, engine: Engine) -> Retrieval:
             searches.append(Search(depth, group.vector, conditions=scoped, with_payload=False))
             negated = [-x for x in group.vector]
             searches.append(Search(1, negated, conditions=scoped, with_payload=False, rough=True))
+    terms: list[str] = []
     if query.mode != "dense":
         searches.append(
             Search(depth, text=query.question, conditions=conditions, with_payload=False)
         )
+        terms = list(dict.fromkeys(tokenize(query.question)))[:MAX_TERMS]
+        searches += [
+            Search(TERM_LIMIT, text=t, conditions=conditions, with_payload=False) for t in terms
+        ]
     results = iter(shard.search_many(searches))
     stages = {"search_s": time.perf_counter()}  # stage -> when it ended (durations below)
     for language, group in groups.items():
@@ -173,6 +193,7 @@ def retrieve(query: RetrievalQuery, engine: Engine) -> Retrieval:
         for hit in hits:
             candidate = candidates.setdefault(hit.id, _Candidate(hit.id))
             candidate.sparse = hit.score
+    term_chunks = {term: len(next(results)) for term in terms}
     if query.mode == "hybrid" and vector is not None and best_sparse > 0:
         _fill_missing(query.question, groups, candidates, engine, conditions)
     searched = time.perf_counter()
@@ -193,8 +214,23 @@ def retrieve(query: RetrievalQuery, engine: Engine) -> Retrieval:
         ranked = sorted(pool, key=lambda c: (-c.score, c.id))
         stages["rerank_s"] = time.perf_counter()
     chosen = ranked[: query.top_k]
+    calibration = load_calibration(engine.kb_dir)
+
+    def relevant(candidate: _Candidate) -> float | None:
+        if candidate.dense is None:
+            return None
+        scale = groups[candidate.group].scale if candidate.group in groups else 1.0
+        lang = str(candidate.payload.get("lang", ""))
+        same = lang == asked_in or (not lang and asked_in in present)
+        text = str(candidate.payload.get("text", ""))
+        return relevance(
+            candidate.dense * scale, query.question, text, same, calibration, term_chunks, count
+        )
+
+    count = shard.count() if terms and calibration else 0
     sources = tuple(
-        _source(n, candidate, engine, query.context) for n, candidate in enumerate(chosen, 1)
+        _source(n, candidate, engine, query.context, relevant(candidate))
+        for n, candidate in enumerate(chosen, 1)
     )
     done = time.perf_counter()
     return Retrieval(
@@ -203,6 +239,9 @@ def retrieve(query: RetrievalQuery, engine: Engine) -> Retrieval:
         best_dense=best_dense,
         languages=languages,
         empty=not sources and shard.count() == 0,
+        kb_languages=tuple(present),
+        term_chunks=term_chunks,
+        chunks=count or (shard.count() if terms else 0),
         timings={
             "embed_s": round(embedded - began, 4),
             "search_s": round(searched - embedded, 4),
@@ -367,7 +406,9 @@ def _near(a: set[str], b: set[str]) -> bool:
     return len(a & b) >= NEAR_DUPLICATE * len(a | b)
 
 
-def _source(n: int, candidate: _Candidate, engine: Engine, context: int) -> Source:
+def _source(
+    n: int, candidate: _Candidate, engine: Engine, context: int, relevance: float | None
+) -> Source:
     meta = candidate.payload
     text = str(meta.get("text", ""))
     line_start, line_end = meta.get("line_start"), meta.get("line_end")
@@ -398,6 +439,7 @@ def _source(n: int, candidate: _Candidate, engine: Engine, context: int) -> Sour
         chunk_index=meta.get("chunk_index"),
         dense_score=None if candidate.dense is None else round(candidate.dense, 4),
         keyword_score=round(candidate.sparse, 4),
+        relevance=relevance,
     )
 
 

@@ -267,3 +267,187 @@ def approx_tokens(text: str) -> int:
     (long words are several sub-word pieces), plus a margin."""
     pieces = sum(1 + len(token) // 6 for token in _APPROX_TOKEN.findall(text))
     return int(pieces * 1.3) + 2
+
+
+# -------------------------------------------------------------------------------- answer sentences
+
+# Abbreviations after which a full stop does not end a sentence (lower-cased, without the dot).
+_ABBREVIATIONS = frozenset(
+    [
+        "e.g",
+        "i.e",
+        "etc",
+        "vs",
+        "cf",
+        "al",
+        "approx",
+        "dr",
+        "mr",
+        "mrs",
+        "ms",
+        "prof",
+        "sr",
+        "jr",
+        "st",
+        "mt",
+        "no",
+        "nos",
+        "fig",
+        "figs",
+        "eq",
+        "eqs",
+        "vol",
+        "ed",
+        "eds",
+        "inc",
+        "ltd",
+        "co",
+        "corp",
+        "dept",
+        "est",
+        "jan",
+        "feb",
+        "mar",
+        "apr",
+        "jun",
+        "jul",
+        "aug",
+        "sep",
+        "sept",
+        "oct",
+        "nov",
+        "dec",
+        "u.s",
+        "u.k",
+        "a.m",
+        "p.m",
+        "ca",
+        "ch",
+        "sec",
+        "p",
+        "pp",
+        "ref",
+        "refs",
+    ]
+)
+_UNDERLINE = re.compile(r"^\s*(?:([=\-~*_^+#])\1{2,}|\|?[\s:|-]*-{3,}[\s:|-]*)\s*$")
+_MD_HEADING = re.compile(r"^\s{0,3}#{1,6}\s")
+_ITEM = re.compile(r"^\s*(?:[-*+•]\s|\d+[.)]\s|\|)")
+_SENTENCE_STOP = re.compile(r"[.!?。！？]\s*$")
+_LINE_END = re.compile(r"[.!?;:,。！？；：，、)\]\"'”’]\s*$")
+_EN_BREAK = re.compile(r"[.!?;](?:[\"')\]”’]*)(?=\s+)")
+_ZH_BREAK = re.compile(r"[。！？；]+[”’」』)）]*")
+_WORD_BEFORE = re.compile(r"([\w.]+)$")
+
+
+@dataclass(frozen=True)
+class AnswerUnit:
+    """A sentence of a chunk for extractive answers; `heading` marks a title line (not answer
+    text, but it may carry the answer: a version, a date), `block` numbers the paragraph."""
+
+    text: str
+    heading: bool
+    block: int
+
+
+def answer_units(text: str) -> list[AnswerUnit]:
+    """A chunk as clean sentences: underline rows dropped, title lines kept apart (Markdown `#`,
+    setext `===`, or a short unpunctuated line before a paragraph), lines wrapped inside a
+    paragraph joined, and no break after "e.g.", "Dr.", initials or inside numbers."""
+    lines = text.splitlines()
+    blocks: list[tuple[bool, list[str]]] = []  # (heading, lines)
+    current: list[str] = []
+
+    def close(heading: bool = False) -> None:
+        nonlocal current
+        if current:
+            blocks.append((heading, current))
+        current = []
+
+    for index, raw in enumerate(lines):
+        line = raw.strip()
+        if not line:
+            close()
+            continue
+        if _UNDERLINE.match(line):
+            if len(current) == 1 and not _SENTENCE_STOP.search(current[0]):
+                close(heading=True)  # a setext heading: the line above is a title
+            else:
+                close()
+            continue
+        if _MD_HEADING.match(raw):
+            close()
+            blocks.append((True, [line.lstrip("#").strip()]))
+            continue
+        if _ITEM.match(raw):
+            close()
+            current = [re.sub(r"^\s*(?:[-*+•]|\d+[.)])\s+", "", raw).strip()]
+            continue
+        following = next((x.strip() for x in lines[index + 1 :] if x.strip()), "")
+        if not current and _looks_like_title(line, following):
+            blocks.append((True, [line]))
+            continue
+        current.append(line)
+    close()
+
+    units: list[AnswerUnit] = []
+    for number, (heading, block) in enumerate(blocks):
+        joined = _join_lines(block)
+        if heading:
+            units.append(AnswerUnit(joined, True, number))
+            continue
+        units.extend(AnswerUnit(s, False, number) for s in _sentences(joined))
+    return units
+
+
+def _looks_like_title(line: str, following: str) -> bool:
+    """A short line without closing punctuation, followed by text that starts a sentence."""
+    if not following or _LINE_END.search(line) or _UNDERLINE.match(following):
+        return False
+    cjk = len(_CJK_RUN.findall(line)) and sum(len(r) for r in _CJK_RUN.findall(line))
+    short = cjk <= 16 if cjk else len(line.split()) <= 6
+    starts = following[0]
+    return bool(short) and (starts.isupper() or bool(_CJK_RUN.match(starts)) or starts.isdigit())
+
+
+def _join_lines(lines: list[str]) -> str:
+    out = lines[0]
+    for line in lines[1:]:
+        glue = "" if _CJK_RUN.search(out[-1:]) and _CJK_RUN.match(line[:1]) else " "
+        out += glue + line
+    return out
+
+
+def _sentences(text: str) -> list[str]:
+    pieces: list[str] = []
+    start = 0
+    for match in _ZH_BREAK.finditer(text):
+        _split_english(text[start : match.end()], pieces)
+        start = match.end()
+    _split_english(text[start:], pieces)
+    return [p for p in pieces if p]
+
+
+def _split_english(text: str, out: list[str]) -> None:
+    start = 0
+    for match in _EN_BREAK.finditer(text):
+        end = match.end()
+        if text[match.start()] == "." and _abbreviation(text[start : match.start()]):
+            continue
+        rest = text[end:].lstrip()
+        if rest[:1].islower():  # "the value (approx. 3) is" - a sentence goes on in lower case
+            continue
+        out.append(text[start:end].strip())
+        start = end
+    tail = text[start:].strip()
+    if tail:
+        out.append(tail)
+
+
+def _abbreviation(before: str) -> bool:
+    """Whether the word before a full stop is an abbreviation or an initial."""
+    found = _WORD_BEFORE.search(before)
+    if not found:
+        return False
+    word = found.group(1).lower().strip(".")
+    return word in _ABBREVIATIONS or (len(word) == 1 and word.isalpha())

@@ -1,0 +1,365 @@
+"""Whether the knowledge base can answer a question, decided from several signals and explained in one line.
+
+One cosine cannot decide it: e5 scores unrelated text around 0.79-0.85, higher against Chinese
+text than English, so a global threshold either refuses answerable questions or keeps off-topic
+ones. The decision here looks at:
+
+- `dense_z`: the best cosine against *this* knowledge base's own baseline. At ingest, a fixed
+  list of everyday questions (weather, cooking, sport..., in the question's language) is asked of the
+  knowledge base; their best cosines give a mean and spread, stored beside the knowledge base
+  (`answerability.json`). A question is scored in standard deviations above that baseline, so
+  the language offset (a Chinese question on English text scores lower, and so do the baseline
+  questions) and each corpus's own level cancel out.
+- `coverage`: the share of the question's content words (weighted by length, as a cheap rarity
+  proxy) found in the top sources written in the question's language. Not used when none of the
+  top sources is: a Chinese question shares no word with English text, and that is no reason to
+  refuse it.
+
+Each signal has one threshold, fitted on other knowledge bases than the one it is measured on
+(`benchmarks/answerability.py`, leave-one-set-out). The first signal under its threshold is the
+reason given (`kb ask --json`: `refusal`). Costs well under a millisecond: everything is read from
+the retrieval already done.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from core.text import detect_language, tokenize
+
+if TYPE_CHECKING:
+    from core.cache import EmbeddingCache
+    from core.engine import Engine
+    from core.retrieve import Retrieval
+
+CALIBRATION_FILE = "answerability.json"
+CALIBRATION_VERSION = 1
+COVERAGE_SOURCES = 3  # the top sources whose words count as covered
+
+# Everyday questions no knowledge base of documents is about. Asked of each knowledge base at ingest
+# to learn what its best cosine looks like for a question it cannot answer. Not the benchmark's
+# off-topic questions (those measure the result).
+BASELINE: dict[str, tuple[str, ...]] = {
+    "en": (
+        "What time does the supermarket close on Sundays?",
+        "How do I make a cup of green tea?",
+        "Is it going to snow in Chicago tomorrow?",
+        "Who won the football match last night?",
+        "What is a good name for a golden retriever puppy?",
+        "How do I fold a fitted sheet?",
+        "What should I wear to a summer wedding?",
+        "How many calories are in a banana?",
+        "Where can I buy cheap concert tickets?",
+        "How do I unclog a kitchen sink?",
+        "What is the best way to learn to play the guitar?",
+        "How long should I let pizza dough rise?",
+        "What are some fun things to do in Rome?",
+        "How do I change a flat tyre on a bicycle?",
+        "Which houseplants are safe for cats?",
+        "How do I get rid of hiccups?",
+        "What is the plot of the movie Titanic?",
+        "How often should I water a cactus?",
+        "What is a healthy breakfast for kids?",
+        "How much should I tip a taxi driver in New York?",
+        "How do I write a thank-you note to my teacher?",
+        "What board games are good for a family night?",
+        "How do I keep my phone battery from draining fast?",
+        "When do the clocks change for daylight saving time?",
+        "How do you play chess for beginners?",
+        "What are the lyrics of Happy Birthday?",
+        "How do I iron a shirt without creases?",
+        "Why do cats purr?",
+        "What is the best time of year to visit Iceland?",
+        "How do I clean white sneakers?",
+        "How can I sleep better at night?",
+        "What is the recipe for chocolate chip cookies?",
+    ),
+    "zh": (
+        "周末超市几点关门？",
+        "绿茶怎么泡才好喝？",
+        "明天上海会下雨吗？",
+        "昨晚的足球比赛谁赢了？",
+        "给小狗取什么名字好听？",
+        "衣服上的油渍怎么洗掉？",
+        "夏天参加婚礼穿什么合适？",
+        "一个苹果有多少卡路里？",
+        "演唱会门票在哪里买便宜？",
+        "厨房下水道堵了怎么办？",
+        "怎样才能快速学会弹吉他？",
+        "饺子馅怎么调才好吃？",
+        "去成都旅游有哪些好玩的地方？",
+        "自行车胎漏气了怎么补？",
+        "哪些绿植适合放在卧室？",
+        "打嗝停不下来怎么办？",
+        "电影《泰坦尼克号》讲的是什么故事？",
+        "多肉植物多久浇一次水？",
+        "小孩早餐吃什么比较健康？",
+        "坐出租车需要给小费吗？",
+        "怎么给老师写一封感谢信？",
+        "过年家庭聚会玩什么游戏？",
+        "手机电池掉电太快怎么办？",
+        "春节放假一共几天？",
+        "象棋入门应该怎么学？",
+        "生日快乐歌的歌词是什么？",
+        "衬衫怎么熨才平整？",
+        "猫为什么会发出呼噜声？",
+        "什么季节去云南旅游最好？",
+        "白色运动鞋发黄怎么清洗？",
+        "晚上睡不着觉怎么办？",
+        "红烧排骨的家常做法是什么？",
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Where the decision refuses; fitted by `benchmarks/answerability.py` on other knowledge bases."""
+
+    support: float = 3.25  # dense_z + coverage_weight * coverage, when a source shares the language
+    coverage_weight: float = 6.0
+    dense_z: float = -1.25  # dense_z alone, when no top source is in the question's language
+    dense: float = 0.76  # without a baseline (a knowledge base built before it existed): raw cosine
+
+
+THRESHOLDS = Thresholds()
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The decision and its one-line reason."""
+
+    answerable: bool
+    signal: str  # the signal that refused ("" when answered): support, dense_z, dense, no_sources
+    value: float | None
+    threshold: float | None
+    signals: dict[str, float | None]
+
+    def reason(self) -> str:
+        """One line: which signal refused, its value and threshold."""
+        if self.answerable:
+            return ""
+        if self.signal == "no_sources":
+            return "nothing matched"
+        line = f"{self.signal} {self.value:.2f} < threshold {self.threshold:.2f}"
+        if self.signal == "support":
+            z, cover = self.signals["dense_z"], self.signals["coverage"]
+            line += f" (dense_z {z:.2f} + {THRESHOLDS.coverage_weight:g} x coverage {cover:.2f})"
+        return line
+
+
+# -------------------------------------------------------------------------------- calibration
+
+
+def calibration_path(kb_dir: Path) -> Path:
+    """Where a knowledge base's baseline is kept."""
+    return kb_dir / CALIBRATION_FILE
+
+
+def load_calibration(kb_dir: Path) -> dict[str, Any] | None:
+    """The stored baseline, or None (never calibrated, unreadable, or an older format)."""
+    try:
+        data = json.loads(calibration_path(kb_dir).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or data.get("version") != CALIBRATION_VERSION:
+        return None
+    return data
+
+
+def calibrate(engine: Engine, cache: EmbeddingCache | None = None) -> dict[str, Any] | None:
+    """Ask the baseline questions of the knowledge base and store their best cosines' mean and
+    spread per question language (None when the knowledge base is empty, or its embedder is not a
+    bundled model: asking an endpoint 64 questions per ingest is not free)."""
+    from core.embedders import SPECS
+    from core.retrieve import RetrievalQuery, retrieve
+
+    if engine.shard.count() == 0:
+        calibration_path(engine.kb_dir).unlink(missing_ok=True)
+        return None
+    if not SPECS[engine.settings.embedding.provider].encoder:
+        return None  # a remote embedder: 64 more requests per ingest; its cosine threshold stays
+    vectors = _baseline_vectors(engine, cache)
+    stats: dict[str, dict[str, float]] = {}
+    for lang, questions in BASELINE.items():
+        best: list[float] = []
+        for question in questions:
+            query = RetrievalQuery.from_settings(engine.settings, question, mode="dense", top_k=1)
+            result = retrieve(query, engine, vector=vectors[question])
+            if result.best_dense is not None:
+                best.append(result.best_dense)
+        if len(best) >= 2:
+            stats[lang] = {
+                "mean": round(statistics.fmean(best), 5),
+                "sd": round(max(statistics.stdev(best), 0.005), 5),
+            }
+    if not stats:
+        return None
+    data = {
+        "version": CALIBRATION_VERSION,
+        "embedder": str(engine.shard.meta.get("embedder", "")),
+        "chunks": engine.shard.count(),
+        "baseline": stats,
+    }
+    path = calibration_path(engine.kb_dir)
+    if path.parent.is_dir():
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
+        tmp.replace(path)
+    return data
+
+
+def _baseline_vectors(engine: Engine, cache: EmbeddingCache | None) -> dict[str, list[float]]:
+    """The baseline questions' query vectors, through the embedding cache (keyed apart from
+    passages: the same text embeds differently as a query)."""
+    from core.cache import text_hash
+
+    questions = [q for qs in BASELINE.values() for q in qs]
+    keys = {q: text_hash("query\x00" + q) for q in questions}
+    known = cache.get_many(keys.values()) if cache is not None else {}
+    vectors: dict[str, list[float]] = {}
+    fresh: list[tuple[str, list[float]]] = []
+    for question in questions:
+        vector = known.get(keys[question])
+        if vector is None:
+            vector = engine.query_vector(question)
+            fresh.append((keys[question], vector))
+        vectors[question] = vector
+    if cache is not None and fresh:
+        cache.put_many(fresh)
+    return vectors
+
+
+# -------------------------------------------------------------------------------- the decision
+
+
+def relevance(
+    cosine: float | None,
+    retrieval_question: str,
+    text: str,
+    same_language: bool,
+    calibration: dict[str, Any] | None,
+    term_chunks: Mapping[str, int] | None = None,
+    chunks: int = 0,
+) -> float | None:
+    """One source's relevance from 0 to 1, read the same on every knowledge base and in both
+    languages: the refusal's own measure (support, or dense_z for a source in another language)
+    for this source alone, through a logistic centred on its threshold, so 0.5 is just enough to
+    answer from. None without a baseline."""
+    z = _dense_z(cosine, detect_language(retrieval_question), calibration)
+    if z is None:
+        return None
+    margin = z - THRESHOLDS.dense_z
+    if same_language:
+        cover = coverage(retrieval_question, [text], term_chunks, chunks)
+        if cover is not None:
+            margin = z + THRESHOLDS.coverage_weight * cover - THRESHOLDS.support
+    return round(1.0 / (1.0 + math.exp(-margin)), 3)
+
+
+def _dense_z(cosine: float | None, lang: str, calibration: dict[str, Any] | None) -> float | None:
+    """A cosine in standard deviations above the baseline of questions in `lang`."""
+    if cosine is None or calibration is None:
+        return None
+    base = calibration.get("baseline", {}).get(lang if lang in BASELINE else "en")
+    if not base:
+        return None
+    return (cosine - float(base["mean"])) / float(base["sd"])
+
+
+def signals(retrieval: Retrieval, calibration: dict[str, Any] | None) -> dict[str, float | None]:
+    """Every signal of one question (None: not applicable)."""
+    question = retrieval.query.question
+    lang = detect_language(question)
+    best = retrieval.best_dense
+    dense_z = _dense_z(best, lang, calibration)
+    # Words are compared only with sources in the question's language: a Chinese question shares
+    # no word with an English source, and that is no reason to refuse it.
+    same = [
+        s.text
+        for s in retrieval.sources[:COVERAGE_SOURCES]
+        if s.lang == lang or (not s.lang and lang in retrieval.kb_languages)
+    ]
+    cover = max(
+        (
+            coverage(question, [text], retrieval.term_chunks, retrieval.chunks) or 0.0
+            for text in same
+        ),
+        default=None,
+    )
+    return {
+        "dense": best,
+        "dense_z": None if dense_z is None else round(dense_z, 3),
+        "coverage": None if cover is None else round(cover, 3),
+    }
+
+
+def decide(
+    retrieval: Retrieval,
+    calibration: dict[str, Any] | None,
+    thresholds: Thresholds = THRESHOLDS,
+    *,
+    fallback: float | None = None,
+    keywords: bool = True,
+) -> Verdict:
+    """Answer or refuse; the first signal under its threshold is the reason. Without a baseline
+    the raw cosine is held to `fallback` (default `thresholds.dense`; 0: never refused on it)."""
+    found = signals(retrieval, calibration)
+    if not retrieval.sources:
+        return Verdict(False, "no_sources", None, None, found)
+    return verdict(found, thresholds, fallback=fallback, keywords=keywords)
+
+
+def verdict(
+    found: dict[str, float | None],
+    thresholds: Thresholds = THRESHOLDS,
+    *,
+    fallback: float | None = None,
+    keywords: bool = True,
+) -> Verdict:
+    """The decision over signals already computed (see `decide`): `support` when a top source is
+    in the question's language, else `dense_z` alone, else (no baseline) the raw cosine."""
+    z, cover = found["dense_z"], found["coverage"] if keywords else None
+    if z is not None and cover is not None:
+        support = z + thresholds.coverage_weight * cover
+        found = {**found, "support": round(support, 3)}
+        if support < thresholds.support:
+            return Verdict(False, "support", support, thresholds.support, found)
+        return Verdict(True, "", None, None, found)
+    if z is not None:
+        if z < thresholds.dense_z:
+            return Verdict(False, "dense_z", z, thresholds.dense_z, found)
+        return Verdict(True, "", None, None, found)
+    limit = thresholds.dense if fallback is None else fallback
+    best = found["dense"]
+    if best is not None and limit > 0 and best < limit:
+        return Verdict(False, "dense", best, limit, found)
+    return Verdict(True, "", None, None, found)
+
+
+def coverage(
+    question: str,
+    texts: Sequence[str],
+    term_chunks: Mapping[str, int] | None = None,
+    chunks: int = 0,
+) -> float | None:
+    """Share of the question's keywords found in `texts`, each weighted by its rarity in the
+    knowledge base (inverse document frequency over chunks; without counts, by its length). A word
+    no chunk holds weighs most (None: the question has no keyword)."""
+    terms = set(tokenize(question))
+    if not terms:
+        return None
+    present: set[str] = set()
+    for text in texts:
+        present.update(tokenize(text))
+    if term_chunks and chunks:
+        weight = {t: math.log(1.0 + chunks / (term_chunks.get(t, 0) + 0.5)) for t in terms}
+    else:
+        weight = {t: math.log(1.0 + len(t)) for t in terms}
+    total = sum(weight.values())
+    return sum(w for t, w in weight.items() if t in present) / total if total else None

@@ -1,0 +1,250 @@
+"""Knowing when not to answer (the real sample knowledge base), clean extractive answers, follow-up
+rewriting in `kb chat`, and exit codes through a real pipe."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, cast
+
+import pytest
+from typer.testing import CliRunner
+
+from cli.app import ExitCode, app
+from core.answer import extractive_answer
+from core.answerability import load_calibration
+from core.chat import ChatSession, Turn
+from core.engine import Engine
+from core.results import Answer, Source
+from core.text import answer_units
+
+REPO = Path(__file__).resolve().parents[1]
+OFF_TOPIC = ("How do I bake sourdough bread?", "今天北京的天气怎么样？", "boiling point of mercury")
+SAMPLE_QUESTIONS = [
+    json.loads(line)["question"]
+    for line in (REPO / "examples" / "questions.jsonl").read_text(encoding="utf-8").splitlines()
+]
+
+
+# -------------------------------------------------------------------------------- refusal
+
+
+def test_ingest_calibrates_the_baseline(kb_copy: Path) -> None:
+    calibration = load_calibration(kb_copy / "default")
+    assert calibration is not None
+    for lang in ("en", "zh"):
+        base = calibration["baseline"][lang]
+        assert 0.5 < base["mean"] < 1.0
+        assert base["sd"] > 0
+
+
+@pytest.mark.parametrize("question", OFF_TOPIC)
+def test_off_topic_questions_are_refused_with_the_signal_named(
+    runner: CliRunner, kb_copy: Path, question: str
+) -> None:
+    result = runner.invoke(app, ["ask", question, "--json"])
+    assert result.exit_code == ExitCode.NO_ANSWER, result.stdout + result.stderr
+    payload = json.loads(result.stdout)
+    assert payload["kind"] == "refused"
+    assert payload["found"] is False
+    signal = payload["refusal"].split()[0]
+    assert signal in ("support", "dense_z")
+    value = float(payload["refusal"].split()[1])
+    assert value == pytest.approx(payload["signals"][signal], abs=0.01)
+    assert payload["sources"], "the nearest sources are still listed"
+
+
+@pytest.mark.parametrize("question", SAMPLE_QUESTIONS)
+def test_every_sample_question_is_still_answered(
+    runner: CliRunner, kb_copy: Path, question: str
+) -> None:
+    result = runner.invoke(app, ["ask", question, "--json"])
+    assert result.exit_code == 0, result.stdout + result.stderr
+    payload = json.loads(result.stdout)
+    assert payload["kind"] == "extractive"
+    assert payload["refusal"] == ""
+
+
+def test_a_refusal_names_its_signal_on_stderr(runner: CliRunner, kb_copy: Path) -> None:
+    result = runner.invoke(app, ["ask", OFF_TOPIC[0]])
+    assert result.exit_code == ExitCode.NO_ANSWER
+    assert "does not seem to cover this (" in result.stderr
+    assert " < " in result.stderr
+
+
+def _kb_through_a_pipe(home: Path, question: str, reader: str) -> int:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KB_")}
+    env["KB_KB__HOME"] = str(home)
+    script = f'"$ASK_PY" -m cli ask "$ASK_Q" | {reader}; exit "${{PIPESTATUS[0]}}"'
+    done = subprocess.run(
+        ["bash", "-c", script],
+        env={**env, "ASK_PY": sys.executable, "ASK_Q": question},
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    return done.returncode
+
+
+def test_exit_codes_survive_a_reader_that_leaves(kb_copy: Path) -> None:
+    """`kb ask Q | head -1` and a reader gone before anything is written (`| true`): a refusal
+    still exits 6 and an answer 0, never 1."""
+    assert _kb_through_a_pipe(kb_copy, OFF_TOPIC[0], "true") == ExitCode.NO_ANSWER
+    assert _kb_through_a_pipe(kb_copy, OFF_TOPIC[0], "head -1") == ExitCode.NO_ANSWER
+    assert _kb_through_a_pipe(kb_copy, SAMPLE_QUESTIONS[0], "true") == ExitCode.OK
+
+
+# -------------------------------------------------------------------------------- extractive
+
+
+def _source(text: str, n: int = 1) -> Source:
+    return Source(n, "a.md", "/a.md", 1.0, text, str(n))
+
+
+def test_title_lines_are_not_glued_to_sentences() -> None:
+    text = "Escalation\nIf the primary does not acknowledge within 15 minutes, page the secondary."
+    answer, _ = extractive_answer("When is the secondary paged?", [_source(text)])
+    assert answer.startswith("If the primary does not acknowledge")
+    assert "Escalation" not in answer
+
+
+def test_underline_rows_never_reach_an_answer() -> None:
+    text = "RELEASE NOTES\n=============\n\nThe server listens on port 8743.\n-----------\n"
+    answer, _ = extractive_answer("Which port does the server listen on?", [_source(text)])
+    assert answer == "The server listens on port 8743. [1]"
+    assert all(u.text.strip("=-") for u in answer_units(text))
+
+
+def test_abbreviations_and_decimals_do_not_end_sentences() -> None:
+    text = (
+        "Use a supported store, e.g. Postgres 15.2 or later. Dr. Smith approved it on Jan. 5. "
+        "The limit is 3.5 GB per vault."
+    )
+    sentences = [u.text for u in answer_units(text)]
+    assert sentences == [
+        "Use a supported store, e.g. Postgres 15.2 or later.",
+        "Dr. Smith approved it on Jan. 5.",
+        "The limit is 3.5 GB per vault.",
+    ]
+
+
+def test_a_version_title_is_kept_with_the_sentence_under_it() -> None:
+    text = (
+        "2.4.0 (2026-03-12)\n------------------\n"
+        "* New: end-to-end encryption for vaults.\n* Removed: the legacy v0 API.\n"
+    )
+    answer, _ = extractive_answer(
+        "Which release introduced end-to-end encryption?", [_source(text)]
+    )
+    assert answer.startswith("2.4.0 (2026-03-12): New: end-to-end encryption for vaults. [1]")
+
+
+def test_a_line_ending_in_a_colon_takes_the_short_answer_after_it() -> None:
+    text = "The command that resets the admin password:\n\n    lumen admin reset-password\n"
+    answer, _ = extractive_answer("Which command resets the admin password?", [_source(text)])
+    assert "lumen admin reset-password" in answer
+
+
+def test_chinese_sentences_still_split() -> None:
+    units = [u.text for u in answer_units("退款窗口是30天。请联系客服！\n能退吗？")]
+    assert units == ["退款窗口是30天。", "请联系客服！", "能退吗？"]
+
+
+# -------------------------------------------------------------------------------- chat
+
+
+def _answered(question: str, standalone: str, how: str) -> Turn:
+    answer = Answer(question, "...", "hybrid", "extractive", (), {})
+    return Turn(question, standalone, answer, how)
+
+
+def _offline() -> Engine:
+    return cast(Engine, SimpleNamespace(llm=None))
+
+
+PORT_Q = "What port does the Lumen server listen on by default?"
+
+
+def test_follow_ups_never_nest() -> None:
+    session = ChatSession(1, "s", "default")
+    session.turns.append(_answered(PORT_Q, PORT_Q, ""))
+    second, how = session.standalone("How do I change it?", _offline())
+    assert (second, how) == (f"How do I change it? ({PORT_Q})", "rule")
+    session.turns.append(_answered("How do I change it?", second, how))
+    third, _ = session.standalone("And on Windows?", _offline())
+    assert third == f"And on Windows? ({PORT_Q})"
+    assert third.count("(") == 1
+
+
+def test_a_question_that_stands_alone_carries_no_old_topic() -> None:
+    session = ChatSession(1, "s", "default")
+    session.turns.append(_answered(PORT_Q, PORT_Q, ""))
+    session.turns.append(
+        _answered("How do I change it?", f"How do I change it? ({PORT_Q})", "rule")
+    )
+    for question in (
+        "那部署需要多少内存？",
+        "What is the refund policy?",
+        "删除的笔记会在回收站保留多久？",
+    ):
+        assert session.standalone(question, _offline()) == (question, "")
+
+
+def test_a_new_topic_becomes_the_one_follow_ups_attach_to() -> None:
+    session = ChatSession(1, "s", "default")
+    session.turns.append(_answered(PORT_Q, PORT_Q, ""))
+    session.turns.append(_answered("那部署需要多少内存？", "那部署需要多少内存？", ""))
+    rewritten: Any = session.standalone("那它支持 Windows 吗？", _offline())
+    assert rewritten == ("那它支持 Windows 吗？ (那部署需要多少内存？)", "rule")
+
+
+def test_the_most_relevant_source_in_another_language_leads_the_answer() -> None:
+    """No word is shared between an English question and a Chinese guide: its relevance picks it."""
+    guide = Source(
+        1,
+        "部署指南.md",
+        "/部署指南.md",
+        0.6,
+        "## 硬件要求\n\n- 内存：至少 2 GB。\n- CPU：至少 2 核。",
+        "1",
+        lang="zh",
+        relevance=0.83,
+    )
+    other = Source(
+        2,
+        "install.md",
+        "/install.md",
+        0.9,
+        "Deploy Lumen with Docker in production.",
+        "2",
+        lang="en",
+        relevance=0.4,
+    )
+    answer, cited = extractive_answer(
+        "How much memory does Lumen need in production?", [other, guide]
+    )
+    assert answer.startswith("内存：至少 2 GB。 [1]")
+    assert cited[0] == 1
+
+
+def test_a_refused_question_never_reaches_the_llm(
+    runner: CliRunner, kb_copy: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.openai_server import FakeOpenAI
+
+    fake = FakeOpenAI().start()
+    try:
+        monkeypatch.setenv("KB_LLM__PROVIDER", "openai")
+        monkeypatch.setenv("KB_LLM__BASE_URL", fake.base_url)
+        monkeypatch.setenv("KB_LLM__MAX_RETRIES", "0")
+        result = runner.invoke(app, ["ask", OFF_TOPIC[1], "--json"])
+    finally:
+        fake.stop()
+    assert result.exit_code == ExitCode.NO_ANSWER, result.stdout + result.stderr
+    assert json.loads(result.stdout)["kind"] == "refused"
+    assert not fake.requests
