@@ -99,9 +99,9 @@ def ingested(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     return {"home": home, "folder": folder, "report": json.loads(result.stdout)}
 
 
-def _ask(home: Path, question: str) -> dict[str, Any]:
+def _ask(home: Path, question: str, *, refused_ok: bool = False) -> dict[str, Any]:
     result = _run(["ask", question, "--json"], home)
-    assert result.returncode == 0, result.stderr
+    assert result.returncode in ((0, 6) if refused_ok else (0,)), result.stderr
     answer: dict[str, Any] = json.loads(result.stdout)
     return answer
 
@@ -158,7 +158,9 @@ def test_chinese_pdf_without_unicode_map_is_read_with_its_pages(
 ) -> None:
     cases = [json.loads(line) for line in (DOCS_REAL / "qa.jsonl").read_text().splitlines()]
     for case in cases:
-        answer = _ask(ingested["home"], case["question"])
+        # Where the text is found is the reader's part; whether it answers (the English question
+        # on the Chinese text may be refused: answerability's cross-language limit) is not.
+        answer = _ask(ingested["home"], case["question"], refused_ok=True)
         pages = [s["page"] for s in answer["sources"][:3] if s["path"] == "pumpkin.pdf"]
         assert case["page"] in pages, (case["question"], pages)
 
