@@ -74,7 +74,7 @@ def answer(
         return replace(base, answer=not_found_text(lang), kind="refused")
     llm = engine.llm
     if llm is None:
-        text, cited = extractive_answer(question, sources)
+        text, cited = extractive_answer(question, sources, nearest=_nearest_to(question, engine))
         return replace(
             base,
             answer=text,
@@ -260,7 +260,12 @@ _SHORT_LINE = 48  # characters: a title line or a line after a colon this short 
 _VERSION_OR_DATE = re.compile(r"\d+(?:\.\d+){1,3}|\d{4}[-/.年]\d{1,2}")
 
 
-def extractive_answer(question: str, sources: Sequence[Source]) -> tuple[str, tuple[int, ...]]:
+Nearest = Callable[[list[str]], int]  # the index of the sentence nearest the question
+
+
+def extractive_answer(
+    question: str, sources: Sequence[Source], *, nearest: Nearest | None = None
+) -> tuple[str, tuple[int, ...]]:
     """The sentences that best match the question, each followed by its [n], and the [n] used.
 
     A sentence scores the summed weight of the question's words it contains, rarer words (within the
@@ -268,6 +273,8 @@ def extractive_answer(question: str, sources: Sequence[Source]) -> tuple[str, tu
     Title lines are never answer sentences, but a short one holding a number (a version, a date) is
     put before the sentences under it, and a sentence ending in a colon takes the line after it.
     Falls back to the opening of the best source when no sentence shares a word with the question.
+    A source in another language than the question shares no word with it: with `nearest` (the
+    embedder), its sentence nearest the question in meaning leads the answer; else its opening.
     """
     terms = set(tokenize(question))
     sentences: list[tuple[int, int, str, set[str]]] = []
@@ -291,9 +298,12 @@ def extractive_answer(question: str, sources: Sequence[Source]) -> tuple[str, tu
         )
         for rank, order, text, words in sentences
     ]
-    across = _other_language_lead(question, sources)
+    across = _other_language_lead(question, sources, nearest)
     room = MAX_ANSWER_SENTENCES - (1 if across else 0)
-    best = sorted((s for s in scored if s.score > 0), key=lambda s: -s.score)[:room]
+    best = sorted(
+        (s for s in scored if s.score > 0 and (across is None or s.text != across.text)),
+        key=lambda s: -s.score,
+    )[:room]
     if not best and not across:
         best = [s for s in scored if s.source == sources[0].n][:2]
     best.sort(key=lambda s: (s.source, s.order))
@@ -303,7 +313,9 @@ def extractive_answer(question: str, sources: Sequence[Source]) -> tuple[str, tu
     return " ".join(f"{s.text} [{s.source}]" for s in best), cited
 
 
-def _other_language_lead(question: str, sources: Sequence[Source]) -> _Scored | None:
+def _other_language_lead(
+    question: str, sources: Sequence[Source], nearest: Nearest | None = None
+) -> _Scored | None:
     """The opening sentence of the most relevant source when it is written in another language
     than the question: no word is shared to pick its sentence by, but its relevance says it is the
     best match (a Chinese guide answering an English question)."""
@@ -315,7 +327,26 @@ def _other_language_lead(question: str, sources: Sequence[Source]) -> _Scored | 
     if not top.lang or top.lang == lang or lang == "other":
         return None
     opening = _answer_sentences(top)
-    return _Scored(1.0, top.n, -1, opening[0]) if opening else None
+    if not opening:
+        return None
+    pick = nearest(opening[:LEAD_CANDIDATES]) if nearest is not None and len(opening) > 1 else 0
+    return _Scored(1.0, top.n, -1, opening[pick])
+
+
+LEAD_CANDIDATES = 16  # sentences of an other-language source compared with the question
+
+
+def _nearest_to(question: str, engine: Engine) -> Nearest:
+    """Which of some sentences is nearest `question` by the knowledge base's own embedder (the
+    vectors are normalised: a dot product is the cosine)."""
+
+    def nearest(sentences: list[str]) -> int:
+        asked = engine.query_vector(question)
+        vectors = engine.passage_vectors(sentences)
+        scores = [sum(a * b for a, b in zip(asked, v, strict=False)) for v in vectors]
+        return max(range(len(scores)), key=scores.__getitem__)
+
+    return nearest
 
 
 def _answer_sentences(source: Source) -> list[str]:

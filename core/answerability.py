@@ -39,6 +39,8 @@ if TYPE_CHECKING:
     from core.retrieve import Retrieval
 
 CALIBRATION_FILE = "answerability.json"
+# Below this share of a knowledge base's chunks, the question's language counts as absent from it.
+MIN_LANGUAGE_SHARE = 0.1
 CALIBRATION_VERSION = 1
 COVERAGE_SOURCES = 3  # the top sources whose words count as covered
 
@@ -279,11 +281,15 @@ def signals(retrieval: Retrieval, calibration: dict[str, Any] | None) -> dict[st
     best = retrieval.best_dense
     dense_z = _dense_z(best, lang, calibration)
     # Words are compared only with sources in the question's language: a Chinese question shares
-    # no word with an English source, and that is no reason to refuse it.
+    # no word with an English source, and that is no reason to refuse it. Nor with a knowledge base
+    # where the question's language is a stray minority (formula-heavy chunks of a Chinese
+    # textbook detected as English): the question is then asked across languages.
+    counts = retrieval.language_chunks
+    minority = bool(counts) and counts.get(lang, 0) < MIN_LANGUAGE_SHARE * sum(counts.values())
     same = [
         s.text
         for s in retrieval.sources[:COVERAGE_SOURCES]
-        if s.lang == lang or (not s.lang and lang in retrieval.kb_languages)
+        if not minority and (s.lang == lang or (not s.lang and lang in retrieval.kb_languages))
     ]
     cover = max(
         (

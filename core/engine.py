@@ -109,6 +109,15 @@ class Engine:
                 return encoder.query(text)
         return list(self.embedder.get_query_embedding(text))
 
+    def passage_vectors(self, texts: list[str]) -> list[list[float]]:
+        """Passages' dense vectors, as ingest embeds them (no LlamaIndex for the bundled models)."""
+        if self.given_embedder is None:
+            cfg = self.settings.embedding
+            encoder = SPECS[cfg.provider].load_encoder(cfg)
+            if encoder is not None:
+                return encoder.passages(texts)
+        return [list(v) for v in self.embedder.get_text_embedding_batch(texts)]
+
     def embedder_runtime(self) -> str:
         """What ran the embedder in this process ("" when it was not loaded)."""
         return self.embedder.runtime if "embedder" in vars(self) else ""

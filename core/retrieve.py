@@ -98,6 +98,7 @@ class Retrieval:
     timings: dict[str, float] = field(default_factory=dict)
     empty: bool = False  # the knowledge base holds no chunk at all
     kb_languages: tuple[str, ...] = ()  # languages of the chunks searched (empty: not known)
+    language_chunks: dict[str, int] = field(default_factory=dict)  # chunks per language
     # How many chunks hold each of the question's keywords (counted up to TERM_LIMIT), and how many
     # chunks were searched: the rarity of its words, for `core.answerability`.
     term_chunks: dict[str, int] = field(default_factory=dict)
@@ -144,12 +145,14 @@ def retrieve(
     ranges: dict[str | None, tuple[float, float]] = {}  # language -> (lowest, highest) cosine
     languages: tuple[str, ...] = ()
     present: list[str] = []
+    counts: dict[str, int] = {}  # chunks per language
     best_dense: float | None = None
     groups: dict[str | None, _Group] = {}  # language (None: all at once) -> how it is searched
     searches: list[Search] = []
     asked_in = detect_language(query.question)
     if vector is not None:
-        present = sorted(str(lang) for lang in shard.facet("lang", conditions))
+        counts = {str(lang): n for lang, n in shard.facet("lang", conditions).items()}
+        present = sorted(counts)
         if query.balance_languages and len(present) > 1:
             languages = tuple(present)
         split = dual_split(engine.settings.embedding)
@@ -240,6 +243,7 @@ def retrieve(
         languages=languages,
         empty=not sources and shard.count() == 0,
         kb_languages=tuple(present),
+        language_chunks=counts,
         term_chunks=term_chunks,
         chunks=count or (shard.count() if terms else 0),
         timings={

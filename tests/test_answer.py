@@ -321,3 +321,26 @@ def test_reranker_without_fastembed_is_a_clear_error(kb: Callable[..., Engine]) 
         assert "kb[fastembed]" in caught.value.hint
     else:
         pytest.skip("fastembed is installed: the missing-package error cannot happen")
+
+
+def test_a_source_in_another_language_leads_with_its_sentence_nearest_the_question() -> None:
+    from core.answer import extractive_answer
+    from core.results import Source
+
+    text = "随机森林是 Bagging 的扩展。完整版随机森林有两个重点：以决策树为基学习器。本节到此结束。"
+    source = Source(1, "book.pdf", "/b/book.pdf", 0.9, text, "c1", lang="zh", relevance=0.96)
+    asked: list[list[str]] = []
+
+    def nearest(sentences: list[str]) -> int:
+        asked.append(sentences)
+        return next(i for i, s in enumerate(sentences) if "两个重点" in s)
+
+    answer, cited = extractive_answer(
+        "What are the two key points of a random forest?", [source], nearest=nearest
+    )
+    assert answer.startswith("完整版随机森林有两个重点")
+    assert cited == (1,)
+    assert len(asked) == 1
+    assert len(asked[0]) == 3
+    plain, _ = extractive_answer("What are the two key points of a random forest?", [source])
+    assert plain.startswith("随机森林是 Bagging")  # without an embedder: its opening

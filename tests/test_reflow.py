@@ -42,3 +42,27 @@ def test_english_lines_are_joined_with_a_space_and_short_lines_kept() -> None:
 
 def test_a_few_lines_are_left_as_they_are() -> None:
     assert reflow("one line\nanother") == "one line\nanother"
+
+
+def test_running_headers_repeated_on_most_pages_are_dropped() -> None:
+    from core.loaders.pdf import without_running_lines
+
+    header = "→_→ 欢迎去各大电商平台选购纸质版南瓜书《机器学习公式详解》 ←_←"
+    pages = [
+        (1, f"{header}\n8.3 Bagging 与随机森林\n正文第一页。\n1"),
+        (2, f"{header}\n正文第二页，提到{header[4:10]}也没关系。\n2"),
+        (3, f"{header}\n正文第三页。\n3"),
+        (4, "正文第四页没有页眉。\n4"),
+    ]
+    cleaned = dict(without_running_lines(pages))
+    assert all(header not in text for text in cleaned.values())
+    assert cleaned[1].startswith("8.3 Bagging")  # content and page numbers stay
+    assert cleaned[2].endswith("2")
+    assert cleaned[4] == pages[3][1]
+
+
+def test_a_line_on_few_pages_is_content() -> None:
+    from core.loaders.pdf import without_running_lines
+
+    pages = [(1, "Intro\nText one."), (2, "Intro\nText two."), (3, "Other\nThree."), (4, "X\nY")]
+    assert without_running_lines(pages) == pages  # on 2 of 4 pages, but fewer than three

@@ -10,6 +10,7 @@ pages that draw both horizontal and vertical rules, and PDFium reads each cell.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -75,6 +76,7 @@ def _read_pages(
     ocr_pages = 0
     ocr_missing = False
     total = len(document)
+    pages: list[tuple[int, str]] = []
     for number in range(1, total + 1):
         page = document[number - 1]
         try:
@@ -104,7 +106,9 @@ def _read_pages(
             page.close()
         if options.on_page is not None:
             options.on_page(number, total)
-        built.add(text, f"p. {number}", page=number)
+        pages.append((number, text))
+    for number, text in without_running_lines(pages):
+        built.add(reflow(text), f"p. {number}", page=number)
     if not built.parts:
         if ocr_missing:
             raise MissingDependency(f"scanned PDF: {_needs_ocr()}")
@@ -114,6 +118,35 @@ def _read_pages(
         raise UnreadableFile("PDF has no extractable text (scanned images?)")
     title = str(document.get_metadata_dict(skip_empty=True).get("Title", ""))
     return built.result(kind, title, ocr_pages)
+
+
+RUNNING_LINES = 2  # lines at each end of a page that may be a running header or footer
+
+
+def without_running_lines(pages: list[tuple[int, str]]) -> list[tuple[int, str]]:
+    """Pages without their running headers and footers: a line among the first or last
+    RUNNING_LINES of a page that recurs so on at least half of the pages (and on three or more):
+    a book's title or ad line, never content. Page numbers differ, so they are not touched."""
+    ends: Counter[str] = Counter()
+    for _, text in pages:
+        lines = [line.strip() for line in text.split("\n") if line.strip()]
+        ends.update(set(lines[:RUNNING_LINES] + lines[-RUNNING_LINES:]))
+    texted = sum(1 for _, text in pages if text.strip())
+    running = {line for line, n in ends.items() if n >= 3 and n * 2 >= texted}
+    if not running:
+        return pages
+    out = []
+    for number, text in pages:
+        lines = text.split("\n")
+        kept = [
+            line
+            for i, line in enumerate(lines)
+            if not (
+                line.strip() in running and (i < RUNNING_LINES or i >= len(lines) - RUNNING_LINES)
+            )
+        ]
+        out.append((number, "\n".join(kept)))
+    return out
 
 
 def _needs_ocr() -> str:
@@ -147,7 +180,7 @@ def _page_text(page: pypdfium2.PdfPage, number: int, tables: _Tables) -> str:
     try:
         grids = tables.find(page, number) if _has_rules(page) else []
         text = _with_tables(textpage, grids) if grids else textpage.get_text_range()
-        return reflow(clean(text)).strip()
+        return clean(text).strip()  # reflowed once running headers are known (_read_pages)
     finally:
         textpage.close()
 
