@@ -35,13 +35,13 @@ def open_command(
         raise ConfigError(
             f"{place.abs_path} is gone", hint="run `kb ingest` to bring the index in step"
         )
+    import shlex
+    import subprocess
+
     editor = os.environ.get("VISUAL") or os.environ.get("EDITOR")
     if place.file_type == "pdf" or place.page or not editor:
         command = [_viewer(), str(path)]
     else:
-        import shlex
-        import subprocess
-
         command = [*shlex.split(editor), *editor_args(editor, str(path), place.line or 1)]
     try:
         subprocess.run(command, check=False)
