@@ -73,7 +73,37 @@ def to_hit(point: Any) -> Hit:
     return Hit(str(point.id), float(point.score), point.payload or {})
 
 
-class PointStore(abc.ABC):
+class OneSearch:
+    """`dense_search` and `sparse_search` as one-search batches of `search_many`, for every store
+    that answers searches (both backends, and a reader served by a writing process)."""
+
+    def search_many(self, searches: Sequence[Search]) -> list[list[Hit]]:
+        raise NotImplementedError
+
+    def dense_search(
+        self,
+        vector: Sequence[float],
+        *,
+        limit: int,
+        conditions: Conditions | None = None,
+        ids: Sequence[str] | None = None,
+        with_payload: bool = True,
+    ) -> list[Hit]:
+        return self.search_many([Search(limit, vector, None, conditions, ids, with_payload)])[0]
+
+    def sparse_search(
+        self,
+        text: str,
+        *,
+        limit: int,
+        conditions: Conditions | None = None,
+        ids: Sequence[str] | None = None,
+        with_payload: bool = True,
+    ) -> list[Hit]:
+        return self.search_many([Search(limit, None, text, conditions, ids, with_payload)])[0]
+
+
+class PointStore(OneSearch, abc.ABC):
     """The shared half of both backends; the abstract methods are the client's half."""
 
     # Points of the store's own, not the knowledge base's, that `points()` leaves out.
@@ -201,28 +231,6 @@ class PointStore(abc.ABC):
         asked = [r for r in requests if r is not None]
         answers = iter(self._query_batch(asked) if asked else [])
         return [[] if r is None else [to_hit(p) for p in next(answers)] for r in requests]
-
-    def dense_search(
-        self,
-        vector: Sequence[float],
-        *,
-        limit: int,
-        conditions: Conditions | None = None,
-        ids: Sequence[str] | None = None,
-        with_payload: bool = True,
-    ) -> list[Hit]:
-        return self.search_many([Search(limit, vector, None, conditions, ids, with_payload)])[0]
-
-    def sparse_search(
-        self,
-        text: str,
-        *,
-        limit: int,
-        conditions: Conditions | None = None,
-        ids: Sequence[str] | None = None,
-        with_payload: bool = True,
-    ) -> list[Hit]:
-        return self.search_many([Search(limit, None, text, conditions, ids, with_payload)])[0]
 
     def payloads(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         if not ids:

@@ -39,7 +39,7 @@ from stores.contract import (
     StoredPoint,
     StoreLocked,
 )
-from stores.points import check_meta
+from stores.points import OneSearch, check_meta
 from stores.wire import (
     Gone,
     hit_rows,
@@ -231,7 +231,7 @@ def _remove_stale(kb_dir: Path) -> None:
 # -- the reader's side ----------------------------------------------------------------------------
 
 
-class RemoteStore:
+class RemoteStore(OneSearch):
     """The read half of `Store`, forwarded to the process that is writing the knowledge base.
 
     Writes refuse (`StoreLocked`: the knowledge base has a writer). When the writer finishes (or
@@ -377,28 +377,6 @@ class RemoteStore:
             lambda s: [hit_rows(h) for h in s.search_many(searches)],
         )
         return [rows_to_hits(r) for r in rows]
-
-    def dense_search(
-        self,
-        vector: Sequence[float],
-        *,
-        limit: int,
-        conditions: Conditions | None = None,
-        ids: Sequence[str] | None = None,
-        with_payload: bool = True,
-    ) -> list[Hit]:
-        return self.search_many([Search(limit, vector, None, conditions, ids, with_payload)])[0]
-
-    def sparse_search(
-        self,
-        text: str,
-        *,
-        limit: int,
-        conditions: Conditions | None = None,
-        ids: Sequence[str] | None = None,
-        with_payload: bool = True,
-    ) -> list[Hit]:
-        return self.search_many([Search(limit, None, text, conditions, ids, with_payload)])[0]
 
     def payloads(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         if not ids:
