@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from cli.payloads import answer_payload, retrieval_payload, sources_payload
 from cli.render import answer_note, locator, source_line, sources_table
 from cli.stream import AnswerStream
 
@@ -67,28 +68,6 @@ def print_error(err: KbError) -> None:
     console.print(f"[bold red]error:[/] {escape(str(err))}", soft_wrap=True)
     if err.hint:
         console.print(f"[dim]hint:[/] {escape(err.hint)}", soft_wrap=True)
-
-
-def sources_payload(files: Sequence[SourceFile]) -> dict[str, Any]:
-    """`kb sources --json`: the indexed files."""
-    return {"files": [asdict(f) for f in files], "count": len(files)}
-
-
-def retrieval_payload(retrieval: Retrieval) -> dict[str, Any]:
-    """`kb ask --retrieve-only --json`: the ranked chunks."""
-    return {
-        "question": retrieval.query.question,
-        "mode": retrieval.query.mode,
-        "languages": list(retrieval.languages),
-        "best_score": retrieval.best_dense,
-        "sources": [asdict(s) for s in retrieval.sources],
-        "timings": retrieval.timings,
-    }
-
-
-def answer_payload(answer: Answer) -> dict[str, Any]:
-    """`kb ask --json`: the answer, its sources and whether the knowledge base answered."""
-    return {**asdict(answer), "found": answer.found}
 
 
 @dataclass

@@ -69,7 +69,7 @@ def build_server(config: Path | None, default_kb: str | None) -> MCPServer:
             "kb serve --mcp needs the Model Context Protocol SDK (the `mcp` package)",
             hint="pip install 'kb[mcp]'",
         ) from err
-    from cli.output import answer_payload, retrieval_payload, sources_payload
+    from cli.payloads import answer_payload, retrieval_payload, sources_payload
     from core import serve
     from core.errors import KbError
 
