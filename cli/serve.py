@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from mcp.server.mcpserver import MCPServer
 
     from core.config import Settings
+    from core.retrieve import RetrievalQuery
 
 INSTRUCTIONS = (
     "Search and question a private knowledge base of the user's documents. `search` returns "
@@ -78,6 +79,24 @@ def build_server(config: Path | None, default_kb: str | None) -> MCPServer:
     def settings_for(kb: str | None, retrieval: dict[str, Any] | None = None) -> Settings:
         return load(config, kb or default_kb, retrieval=retrieval or {}).settings
 
+    def wanted(
+        settings: Settings,
+        question: str,
+        top_k: int | None,
+        path: list[str] | None,
+        file_type: list[str] | None,
+    ) -> RetrievalQuery:
+        """The query a tool's arguments describe, under the knowledge base's settings."""
+        from core.retrieve import RetrievalQuery
+
+        return RetrievalQuery.from_settings(
+            settings,
+            question,
+            top_k=top_k,
+            paths=tuple(path or ()),
+            file_types=tuple(file_type or ()),
+        )
+
     def failed(err: KbError) -> ToolError:
         return ToolError(f"{err}" + (f" (hint: {err.hint})" if err.hint else ""))
 
@@ -97,13 +116,7 @@ def build_server(config: Path | None, default_kb: str | None) -> MCPServer:
         """
         try:
             settings = settings_for(kb, {"mode": mode})
-            found = serve.search(
-                settings,
-                query,
-                top_k=top_k,
-                paths=tuple(path or ()),
-                file_types=tuple(file_type or ()),
-            )
+            found = serve.search(settings, wanted(settings, query, top_k, path, file_type))
         except KbError as err:
             raise failed(err) from err
         return retrieval_payload(found)
@@ -122,13 +135,8 @@ def build_server(config: Path | None, default_kb: str | None) -> MCPServer:
         no answer was generated; the nearest sources are still listed).
         """
         try:
-            result = serve.ask(
-                settings_for(kb),
-                question,
-                top_k=top_k,
-                paths=tuple(path or ()),
-                file_types=tuple(file_type or ()),
-            )
+            settings = settings_for(kb)
+            result = serve.ask(settings, wanted(settings, question, top_k, path, file_type))
         except KbError as err:
             raise failed(err) from err
         return answer_payload(result)

@@ -12,41 +12,19 @@ from core.config import Settings
 from core.engine import open_engine
 from core.manage import list_sources
 from core.results import Answer, SourceFile
-from core.retrieve import Mode, Retrieval, RetrievalQuery, retrieve
+from core.retrieve import Retrieval, RetrievalQuery, retrieve
 
 __all__ = ["ask", "search", "sources"]
 
 
-def search(
-    settings: Settings,
-    question: str,
-    *,
-    mode: Mode | None = None,
-    top_k: int | None = None,
-    paths: tuple[str, ...] = (),
-    file_types: tuple[str, ...] = (),
-) -> Retrieval:
-    """The ranked chunks for `question` (`kb ask --retrieve-only`)."""
-    query = RetrievalQuery.from_settings(
-        settings, question, mode=mode, top_k=top_k, paths=paths, file_types=file_types
-    )
+def search(settings: Settings, query: RetrievalQuery) -> Retrieval:
+    """The ranked chunks for a query (`kb ask --retrieve-only`)."""
     with open_engine(settings, purpose="read") as engine:
         return retrieve(query, engine)
 
 
-def ask(
-    settings: Settings,
-    question: str,
-    *,
-    mode: Mode | None = None,
-    top_k: int | None = None,
-    paths: tuple[str, ...] = (),
-    file_types: tuple[str, ...] = (),
-) -> Answer:
+def ask(settings: Settings, query: RetrievalQuery) -> Answer:
     """An answer with checked citations, or a refusal (`kb ask`)."""
-    query = RetrievalQuery.from_settings(
-        settings, question, mode=mode, top_k=top_k, paths=paths, file_types=file_types
-    )
     with open_engine(settings, purpose="read") as engine:
         retrieval = retrieve(query, engine)
         engine.release()
