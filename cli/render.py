@@ -86,7 +86,10 @@ def sources_table(
     from rich.table import Table
 
     table = Table(title=title, show_lines=False)
-    for column in ("#", "file", "where", "score", "snippet"):
+    # Rows are in ranking order (fused score); the number shown is each source's own relevance when
+    # the knowledge base has a baseline, so a lower row can read higher (README: "Refusal").
+    scored = "relevance" if any(s.relevance is not None for s in sources) else "score"
+    for column in ("#", "file", "where", scored, "snippet"):
         table.add_column(column, overflow="fold")
     for s in sources:
         uri = source_uri(s, link)

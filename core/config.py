@@ -197,8 +197,9 @@ class RetrievalSettings(_Section):
     )
     min_score: float | Literal["auto"] = Field(
         "auto",
-        description="Refuse to answer when the best dense score is below this; "
-        "auto: calibrated for the bundled embedders (off for others); 0: never refuse",
+        description="auto: refuse from the knowledge base's own baseline and keyword coverage "
+        "(bundled embedders; others: off); a number: refuse below this best dense cosine; "
+        "0: never refuse",
     )
     reranker: str = Field(
         "",

@@ -108,3 +108,25 @@ def test_ingest_progress_text_never_shows_an_unknown_total() -> None:
     exact = IngestProgress("write", 3, 3, 1200, 1200, 100.0, chunks_embedded=1000)
     assert chunks_text(exact) == "1,200/1,200 chunks"
     assert "None" not in chunks_text(exact) + rate_text(exact)
+
+
+def test_sources_table_names_the_number_it_shows() -> None:
+    """Relevance when the knowledge base has a baseline (rows stay in ranking order), else score."""
+    from dataclasses import replace
+
+    from cli.render import sources_table
+
+    ranked = (
+        replace(ANSWER.sources[0], n=1, score=0.9, relevance=0.4),
+        replace(ANSWER.sources[0], n=2, score=0.8, relevance=0.97),
+    )
+    for sources, header, shown in (
+        (ranked, "relevance", ["0.400", "0.970"]),
+        (tuple(replace(s, relevance=None) for s in ranked), "score", ["0.900", "0.800"]),
+    ):
+        buffer = io.StringIO()
+        Console(file=buffer, width=120).print(sources_table(sources))
+        text = buffer.getvalue()
+        assert header in text
+        assert ("relevance" in text) == (header == "relevance")
+        assert text.index(shown[0]) < text.index(shown[1])  # ranking order kept
