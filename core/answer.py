@@ -256,6 +256,13 @@ class _Scored:
     text: str
 
 
+# Sentence scoring (measured on XQuAD-en/zh, benchmarks/answerability.py): the question's words
+# shared, minus the source's relevance gap to the best source, plus a part of the best neighbouring
+# sentence's score (an answer often sits next to the sentence that repeats the question).
+RELEVANCE_GAP_WEIGHT = 0.5
+RANK_STEP = 0.02  # per rank, for sources without a calibrated relevance
+NEIGHBOUR_WEIGHT = 0.3
+
 _SHORT_LINE = 48  # characters: a title line or a line after a colon this short may be the answer
 _VERSION_OR_DATE = re.compile(r"\d+(?:\.\d+){1,3}|\d{4}[-/.年]\d{1,2}")
 
@@ -269,7 +276,8 @@ def extractive_answer(
     """The sentences that best match the question, each followed by its [n], and the [n] used.
 
     A sentence scores the summed weight of the question's words it contains, rarer words (within the
-    retrieved text) weighing more, minus a little per rank of its source so better sources win ties.
+    retrieved text) weighing more, minus its source's relevance gap to the most relevant source (or
+    a little per rank), plus a part of the better neighbouring sentence's score in the same source.
     Title lines are never answer sentences, but a short one holding a number (a version, a date) is
     put before the sentences under it, and a sentence ending in a colon takes the line after it.
     Falls back to the opening of the best source when no sentence shares a word with the question.
@@ -289,15 +297,18 @@ def extractive_answer(
     total = max(1, len(sentences))
     weight = {t: math.log(1 + total / (1 + frequency[t])) for t in terms}
     possible = sum(weight.values()) or 1.0
-    scored = [
-        _Scored(
-            sum(weight[t] for t in words & terms) / possible - 0.02 * rank,
-            sources[rank].n,
-            order,
-            text,
-        )
-        for rank, order, text, words in sentences
+    behind = _behind_best(sources)
+    raw = [
+        sum(weight[t] for t in words & terms) / possible - behind[rank]
+        for rank, _, _, words in sentences
     ]
+    scored = []
+    for i, (rank, order, text, _) in enumerate(sentences):
+        score = raw[i]
+        if score > 0:  # the sentences around it speak of the question too: "He ... at age 39."
+            around = [raw[j] for j in (i - 1, i + 1) if 0 <= j < total and sentences[j][0] == rank]
+            score += NEIGHBOUR_WEIGHT * max([0.0, *around])
+        scored.append(_Scored(score, sources[rank].n, order, text))
     across = _other_language_lead(question, sources, nearest)
     room = MAX_ANSWER_SENTENCES - (1 if across else 0)
     best = sorted(
@@ -311,6 +322,16 @@ def extractive_answer(
         best.insert(0, across)
     cited = tuple(dict.fromkeys(s.source for s in best))
     return " ".join(f"{s.text} [{s.source}]" for s in best), cited
+
+
+def _behind_best(sources: Sequence[Source]) -> list[float]:
+    """What each source's sentences lose for being less relevant than the best source: the gap in
+    calibrated relevance (0-1, `core.answerability`), or without one a little per rank."""
+    known = [s.relevance for s in sources if s.relevance is not None]
+    if len(known) < len(sources) or not known:
+        return [RANK_STEP * rank for rank in range(len(sources))]
+    top = max(known)
+    return [RELEVANCE_GAP_WEIGHT * (top - (s.relevance or 0.0)) for s in sources]
 
 
 def _other_language_lead(

@@ -328,6 +328,19 @@ _ABBREVIATIONS = frozenset(
         "pp",
         "ref",
         "refs",
+        # titles before a name: "Rev. Paul T. Stallsworth", "Gen. Braddock", "Gov. Dinwiddie"
+        "rev",
+        "gen",
+        "gov",
+        "sen",
+        "rep",
+        "col",
+        "capt",
+        "lt",
+        "sgt",
+        "hon",
+        "fr",
+        "messrs",
     ]
 )
 _UNDERLINE = re.compile(r"^\s*(?:([=\-~*_^+#])\1{2,}|\|?[\s:|-]*-{3,}[\s:|-]*)\s*$")
@@ -338,6 +351,9 @@ _LINE_END = re.compile(r"[.!?;:,。！？；：，、)\]\"'”’]\s*$")
 _EN_BREAK = re.compile(r"[.!?;](?:[\"')\]”’]*)(?=\s+)")
 _ZH_BREAK = re.compile(r"[。！？；]+[”’」』)）]*")
 _WORD_BEFORE = re.compile(r"([\w.]+)$")
+_OPEN = "(（[［【"
+_CLOSE = ")）]］】"
+_BRACKET_REACH = 160  # characters: how far ahead an open bracket's close is looked for
 
 
 @dataclass(frozen=True)
@@ -422,6 +438,8 @@ def _sentences(text: str) -> list[str]:
     pieces: list[str] = []
     start = 0
     for match in _ZH_BREAK.finditer(text):
+        if _inside_brackets(text, start, match.end()):
+            continue  # "重建 ( 琼斯等人，1998 年；波拉克，1998 年) 的支持。" is one sentence
         _split_english(text[start : match.end()], pieces)
         start = match.end()
     _split_english(text[start:], pieces)
@@ -437,11 +455,30 @@ def _split_english(text: str, out: list[str]) -> None:
         rest = text[end:].lstrip()
         if rest[:1].islower():  # "the value (approx. 3) is" - a sentence goes on in lower case
             continue
+        if _inside_brackets(text, start, end):
+            continue
         out.append(text[start:end].strip())
         start = end
     tail = text[start:].strip()
     if tail:
         out.append(tail)
+
+
+def _inside_brackets(text: str, start: int, end: int) -> bool:
+    """Whether `text[start:end]` leaves a bracket open that closes soon after `end`: a list of
+    citations or an aside in brackets is not cut in two."""
+    depth = 0
+    for char in text[start:end]:
+        if char in _OPEN:
+            depth += 1
+        elif char in _CLOSE and depth:
+            depth -= 1
+    if not depth:
+        return False
+    ahead = text[end : end + _BRACKET_REACH]
+    closing = min((ahead.find(c) for c in _CLOSE if c in ahead), default=-1)
+    opening = min((ahead.find(c) for c in _OPEN if c in ahead), default=len(ahead))
+    return 0 <= closing < opening
 
 
 def _abbreviation(before: str) -> bool:

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, cast
@@ -148,6 +149,77 @@ def test_a_line_ending_in_a_colon_takes_the_short_answer_after_it() -> None:
     text = "The command that resets the admin password:\n\n    lumen admin reset-password\n"
     answer, _ = extractive_answer("Which command resets the admin password?", [_source(text)])
     assert "lumen admin reset-password" in answer
+
+
+def test_a_title_before_a_name_does_not_end_a_sentence() -> None:
+    # XQuAD-en (CC BY-SA 4.0): "Who is the president of TUMAS?" was cut after "Rev."
+    text = (
+        "Rev. Paul T. Stallsworth, president of the Taskforce of United Methodists on Abortion "
+        "and Sexuality, said the petition would have passed. Gov. Dinwiddie agreed."
+    )
+    sentences = [u.text for u in answer_units(text)]
+    assert sentences[0].startswith("Rev. Paul T. Stallsworth, president of the Taskforce")
+    assert sentences[1] == "Gov. Dinwiddie agreed."
+
+
+def test_a_semicolon_inside_brackets_does_not_cut_a_sentence() -> None:
+    # XQuAD-zh (CC BY-SA 4.0): the gold list of reconstructions sat inside brackets, cut at "；"
+    text = (
+        "MBH99 发现得到了其引用的重建 ( 琼斯等人，1998 年；亨利·波拉克，黄少鹏，沈博煜，1998 年；"
+        "克劳利，洛厄里，2000 年和布里法，2000 年) 的支持。其他重建也得到了类似的结论；"
+        "但细节不同。"
+    )
+    sentences = [u.text for u in answer_units(text)]
+    assert sentences[0].endswith("布里法，2000 年) 的支持。")
+    assert sentences[1:] == ["其他重建也得到了类似的结论；", "但细节不同。"]
+
+
+def test_a_far_less_relevant_source_does_not_crowd_out_the_best_one() -> None:
+    # XQuAD-en (CC BY-SA 4.0): the answer used to end with the EU source's "Court of Justice".
+    best = (
+        "In past times, corporal punishment (spanking or paddling or caning or strapping or "
+        "birching the student in order to cause physical pain) was one of the most common forms "
+        "of school discipline throughout much of the world. Most Western countries, and some "
+        "others, have now banned it, but it remains lawful in the United States following a US "
+        "Supreme Court decision in 1977 which held that paddling did not violate the US "
+        "Constitution."
+    )
+    other = (
+        "Within the EU itself, the Court of Justice's view is that if EU law conflicts with a "
+        "provision of national law, then EU law has primacy. He requested a reference be made "
+        "to both the Italian Constitutional Court and the Court of Justice."
+    )
+    sources = [
+        replace(_source(best, 1), relevance=0.95),
+        replace(_source(other, 2), relevance=0.07),
+    ]
+    answer, cited = extractive_answer(
+        "What U.S. entity said that corporal punishment was Constitutional?", sources
+    )
+    assert "US Supreme Court decision in 1977" in answer
+    assert cited == (1,)
+
+
+def test_the_best_source_answers_before_a_far_less_relevant_one_in_chinese() -> None:
+    # XQuAD-zh (CC BY-SA 4.0): the Greens are named in the sentence before those that match the
+    # question's words; it used to lose to a far less relevant source's "内陆地区".
+    best = (
+        "维多利亚的主要政党包括中左翼的 澳大利亚工党 (ALP)、中右翼的 自由党 、总部位于农村的澳大利亚"
+        " 国家党 和环保主义者澳大利亚绿党。传统上，在墨尔本的西郊和北郊，以及巴拉瑞特、本迪戈和基隆等"
+        "地区城市的工人阶级中， 工党 最强大。自由党的主要支持者在墨尔本较为富裕的东部和郊区，以及一些"
+        "农村和地区中心。在维多利亚州的西北部和东部农村地区，国家党最为强大。"
+    )
+    other = (
+        "许多较老的殖民地拥有任意延伸到西部的土地所有权。虽然他们的人口集中在 沿海地区，"
+        "但定居点正在向内陆地区发展。1713年从法国夺来的新斯科舍省仍有大量讲法语的人口。"
+    )
+    sources = [
+        replace(_source(best, 1), relevance=0.797),
+        replace(_source(other, 2), relevance=0.062),
+    ]
+    answer, _ = extractive_answer("墨尔本的内陆地区由哪个政党统治？", sources)
+    assert "环保主义者澳大利亚绿党。 [1]" in answer
+    assert "[2]" not in answer
 
 
 def test_chinese_sentences_still_split() -> None:
