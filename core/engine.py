@@ -102,8 +102,11 @@ class Engine:
         return make_reranker(self.settings.retrieval.reranker)
 
     def release(self) -> None:
-        """Close the store (and free its lock) early; the models stay usable for answering."""
-        self.shard.close()
+        """Close the store (and free its lock) early; the models stay usable for answering. A
+        reader served by an ingest holds no lock: it stays connected, as the ingest may still
+        embed for it (the answer's sentences), and hangs up when the engine closes."""
+        if not isinstance(self.shard, RemoteStore):
+            self.shard.close()
 
     def query_vector(self, text: str) -> list[float]:
         """A question's dense vector: from the ingest serving this reader when it offers it (no
