@@ -32,12 +32,14 @@ With ``--ask-during`` it measures instead questions during an ingest, all as who
 the default embedder and no embedding cache: ``kb ingest FOLDER --json`` alone into a fresh
 knowledge base (its chunks/s), then again into another fresh one while ``kb ask QUESTION
 --retrieve-only --json`` processes run one after another (SciFact's questions in turn) from the
-moment the ingest serves reads until it ends. Reports p50/p95 wall seconds of those questions
-(target p95 at most 2 s), their exit codes (3, "busy", is a failure), the same question's p50/p95
-on the finished knowledge base, and the ingest's chunks/s with and without the questions (target:
-at most 10% slower)::
+moment the ingest serves reads until it ends: back to back, or with ``--ask-every SECONDS`` one
+started every SECONDS (as a person typing questions would; never before the previous one is
+answered). Reports the pace, p50/p95 wall seconds of those questions (target p95 at most 2 s),
+their exit codes (3, "busy", is a failure), the same question's p50/p95 on the finished knowledge
+base, and the ingest's chunks/s with and without the questions (target: at most 10% slower)::
 
     python benchmarks/ingest.py --docs 300 --ask-during
+    python benchmarks/ingest.py --docs 300 --ask-during --ask-every 5
 
 Run from the repository root (the full set, ~9,200 chunks, takes about 50 minutes on 2 cores)::
 
@@ -397,8 +399,11 @@ def percentile(values: Sequence[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
 
 
-def ask_during_ingest(folder: Path, scratch: Path, questions: list[str]) -> dict[str, Any]:
-    """The ingest alone, then the ingest with questions asked one after another while it runs."""
+def ask_during_ingest(
+    folder: Path, scratch: Path, questions: list[str], every: float = 0.0
+) -> dict[str, Any]:
+    """The ingest alone, then the ingest with questions asked one after another while it runs: one
+    started every `every` seconds (or at once when the previous one took longer), 0: back to back."""
     alone_home, busy_home = scratch / "alone", scratch / "busy"
     log("ingest alone...")
     began = time.perf_counter()
@@ -412,15 +417,19 @@ def ask_during_ingest(folder: Path, scratch: Path, questions: list[str]) -> dict
     latencies: list[float] = []
     codes: dict[int, int] = {}
     while process.poll() is None:
+        started = time.perf_counter()
         seconds, code = ask_process(questions[len(latencies) % len(questions)], busy_home, scratch)
         if process.poll() is not None:
             break  # it may have been answered by the finished knowledge base: not counted
         latencies.append(seconds)
         codes[code] = codes.get(code, 0) + 1
+        while process.poll() is None and time.perf_counter() < started + every:
+            time.sleep(min(0.1, max(0.0, started + every - time.perf_counter())))
     during = finished_ingest(process, began)
     log(f"  {len(latencies)} questions during it; the same on the finished knowledge base...")
     idle = [ask_process(q, busy_home, scratch)[0] for q in questions[:10]]
     return {
+        "ask_every_s": every,
         "alone": alone,
         "during": during,
         "slowdown": 1 - during["chunks_per_s"] / alone["chunks_per_s"],
@@ -437,7 +446,9 @@ def ask_during_ingest(folder: Path, scratch: Path, questions: list[str]) -> dict
 def ask_during_rows(r: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     busy = r["exit_codes"].get(3, 0)
     p95 = r["p95_s"]
+    every = float(r.get("ask_every_s") or 0.0)
     return [
+        ("question pace", f"one every {every:g} s" if every else "back to back", "", ""),
         ("questions during the ingest", str(r["questions"]), "", ""),
         ("exit codes", json.dumps(r["exit_codes"]), "no 3", verdict(busy == 0)),
         (
@@ -504,6 +515,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="measure only `kb ask` during an ingest, and the ingest's slowdown",
     )
     p.add_argument(
+        "--ask-every",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="with --ask-during: start one question every SECONDS (0: back to back)",
+    )
+    p.add_argument(
         "--side-by-side",
         type=int,
         default=SIDE_BY_SIDE_CHUNKS,
@@ -522,7 +540,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         load_before = os.getloadavg()
         docs = write_corpus(args.data, folder, args.docs)
         if args.ask_during:
-            during = ask_during_ingest(folder, scratch, read_questions(args.data))
+            during = ask_during_ingest(folder, scratch, read_questions(args.data), args.ask_every)
             load_after = os.getloadavg()
             rows = [("documents", str(docs), "", ""), *ask_during_rows(during)]
             rows.append(

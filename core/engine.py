@@ -1,7 +1,9 @@
 """The parts a command works with (settings, store, embedder), opened and closed together.
 
 The embedder and the LlamaIndex vector store are built on first use, so commands that only plan or
-look up (an unchanged re-ingest, `kb sources`, `kb forget`) never load a model or LlamaIndex.
+look up (an unchanged re-ingest, `kb sources`, `kb forget`) never load a model or LlamaIndex. A
+reader served by an ingest (`stores.remote`) also gets its question's vector from it, when both
+have the same embedder: the ingest has the model loaded, so a question loads none.
 """
 
 from __future__ import annotations
@@ -10,12 +12,12 @@ import json
 import re
 import shutil
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from core.config import BUILT_ORIGIN, LoadedSettings, Settings
 from core.embedders import SPECS
@@ -37,7 +39,7 @@ from stores.contract import (
     StoreMissing,
     StoreUnavailable,
 )
-from stores.remote import ReadServer, RemoteStore
+from stores.remote import NotServed, ReadServer, RemoteError, RemoteStore
 from stores.shard import EdgeShardStore, hold_lock
 
 if TYPE_CHECKING:
@@ -66,6 +68,9 @@ class Engine:
     shard: Store  # the embedded shard, or a collection of a Qdrant server
     given_embedder: KbEmbedding | None = None
     given_llm: LLM | None = None
+    # The embedder the knowledge base's vectors come from, as recorded (its fingerprint); "" when
+    # not checked (browse, manage). A reader and its writer share vectors only when it is the same.
+    fingerprint: str = ""
 
     @cached_property
     def llm(self) -> LLM | None:
@@ -97,11 +102,18 @@ class Engine:
         return make_reranker(self.settings.retrieval.reranker)
 
     def release(self) -> None:
-        """Close the store (and free its lock) early; the models stay usable for answering."""
-        self.shard.close()
+        """Close the store (and free its lock) early; the models stay usable for answering. A
+        reader served by an ingest holds no lock: it stays connected, as the ingest may still
+        embed for it (the answer's sentences), and hangs up when the engine closes."""
+        if not isinstance(self.shard, RemoteStore):
+            self.shard.close()
 
     def query_vector(self, text: str) -> list[float]:
-        """A question's dense vector. The bundled models answer without importing LlamaIndex."""
+        """A question's dense vector: from the ingest serving this reader when it offers it (no
+        model loaded here), else embedded here. The bundled models answer without LlamaIndex."""
+        served = self._served("query_vector", {"text": text})
+        if served is not None:
+            return [float(x) for x in served]
         if self.given_embedder is None:
             cfg = self.settings.embedding
             encoder = SPECS[cfg.provider].load_encoder(cfg)
@@ -110,13 +122,49 @@ class Engine:
         return list(self.embedder.get_query_embedding(text))
 
     def passage_vectors(self, texts: list[str]) -> list[list[float]]:
-        """Passages' dense vectors, as ingest embeds them (no LlamaIndex for the bundled models)."""
+        """Passages' dense vectors, as ingest embeds them (served like `query_vector`; no LlamaIndex
+        for the bundled models)."""
+        if not texts:
+            return []
+        served = self._served("passage_vectors", {"texts": texts})
+        if served is not None:
+            return [[float(x) for x in row] for row in served]
         if self.given_embedder is None:
             cfg = self.settings.embedding
             encoder = SPECS[cfg.provider].load_encoder(cfg)
             if encoder is not None:
                 return encoder.passages(texts)
         return [list(v) for v in self.embedder.get_text_embedding_batch(texts)]
+
+    def _served(self, call: str, args: dict[str, Any]) -> Any:
+        """What the ingest serving this reader answers to `call` with this reader's embedder, or
+        None: not served (a direct reader, an older writer, one that stopped) or refused there
+        (another embedder), so the vectors are made here."""
+        if not self.fingerprint or not isinstance(self.shard, RemoteStore):
+            return None
+        try:
+            return self.shard.call(call, {**args, "embedder": self.fingerprint})
+        except (NotServed, RemoteError):
+            return None
+
+    def served_calls(self) -> dict[str, Callable[[dict[str, Any]], Any]]:
+        """The embedding calls a writer offers its readers (`ReadServer.start(..., calls=...)`):
+        their question's (or sentences') vectors, made with the model this process has loaded,
+        for readers of the same embedder only. They never take the store's lock."""
+
+        def same_embedder(args: dict[str, Any]) -> None:
+            if not self.fingerprint or args.get("embedder") != self.fingerprint:
+                raise ValueError(f"another embedder than {self.fingerprint or 'none'}")
+
+        def query_vector(args: dict[str, Any]) -> list[float]:
+            same_embedder(args)
+            return self.query_vector(str(args["text"]))
+
+        def passage_vectors(args: dict[str, Any]) -> list[list[float]]:
+            same_embedder(args)
+            return self.passage_vectors([str(t) for t in args["texts"]])
+
+        return {"query_vector": query_vector, "passage_vectors": passage_vectors}
 
     def embedder_runtime(self) -> str:
         """What ran the embedder in this process ("" when it was not loaded)."""
@@ -189,9 +237,10 @@ def open_engine(
     )
     server = None
     try:
+        engine = Engine(settings, kb_dir, shard, embedder, llm, str(meta.get("embedder", "")))
         if purpose == "write" and isinstance(shard, EdgeShardStore):
-            server = ReadServer.start(shard, shard.guard, kb_dir)
-        yield Engine(settings, kb_dir, shard, embedder, llm)
+            server = ReadServer.start(shard, shard.guard, kb_dir, engine.served_calls())
+        yield engine
     except StoreUnavailable as err:
         raise _unavailable(settings, err) from err
     except StoreLocked as err:  # a write through a knowledge base another process is writing

