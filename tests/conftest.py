@@ -36,6 +36,16 @@ def models_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("cache") / "kb" / "models"
 
 
+@pytest.fixture(scope="session")
+def built_models(models_cache: Path) -> Path:
+    """The models folder with the default ONNX graph already built (as after a first use), for
+    tests whose output must not carry the one-time "Building the embedding model" line."""
+    from core.e5onnx import build_or_load
+
+    build_or_load(models_cache, "fp32")
+    return models_cache
+
+
 @pytest.fixture(autouse=True)
 def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, models_cache: Path) -> Path:
     """A private cwd, kb home and user settings folder; no KB_/OPENAI_ variables from the

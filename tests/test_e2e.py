@@ -28,7 +28,7 @@ def home(real_kb: dict[str, Path], tmp_path: Path) -> Path:
     return copy
 
 
-def test_piped_ingest_prints_json_only_and_no_progress(tmp_path: Path) -> None:
+def test_piped_ingest_prints_json_only_and_no_progress(tmp_path: Path, built_models: Path) -> None:
     docs = tmp_path / "docs"
     docs.mkdir()
     (docs / "note.md").write_text("# Note\nThe backup runs at 03:00 every day.\n")
