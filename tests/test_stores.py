@@ -295,13 +295,15 @@ def test_a_count_only_search_gives_the_number_of_hits_without_ids(store: KbVecto
     )
     assert len(full) == len(counted) == 2
     assert [h.score for h in counted] == [h.score for h in full]
-    assert {h.id for h in counted} == {""} and all(h.payload == {} for h in counted)
+    assert {h.id for h in counted} == {""}
+    assert all(h.payload == {} for h in counted)
 
 
 def test_language_and_chunk_counts_follow_writes(store: KbVectorStore) -> None:
     shard = store.client
     assert shard.facet("lang") == {"en": 3, "zh": 1}
-    assert shard.count() == 4 and shard.count("file") == 0
+    assert shard.count() == 4
+    assert shard.count("file") == 0
     store.add([_node(IDS[4], "d.md", "東京の天気は晴れです。", lang="ja")])
     assert shard.facet("lang") == {"en": 3, "zh": 1, "ja": 1}
     assert shard.facet("lang", {"path": "d.md"}) == {"ja": 1}
