@@ -176,7 +176,8 @@ def retrieve(
         )
         terms = list(dict.fromkeys(tokenize(query.question)))[:MAX_TERMS]
         searches += [
-            Search(TERM_LIMIT, text=t, conditions=conditions, with_payload=False) for t in terms
+            Search(TERM_LIMIT, text=t, conditions=conditions, with_payload=False, count_only=True)
+            for t in terms
         ]
     results = iter(shard.search_many(searches))
     stages = {"search_s": time.perf_counter()}  # stage -> when it ended (durations below)

@@ -80,6 +80,8 @@ class Search:
     ids: Sequence[str] | None = None
     with_payload: bool = True
     rough: bool = False  # an approximate answer will do: indexed segments search a narrower beam
+    # Only how many hits there are matters: they come back without ids or payloads (id "").
+    count_only: bool = False
 
 
 class Store(Protocol):

@@ -73,6 +73,14 @@ def to_hit(point: Any) -> Hit:
     return Hit(str(point.id), float(point.score), point.payload or {})
 
 
+def _hits(points: Iterable[Any], count_only: bool) -> list[Hit]:
+    """Scored points as `Hit`s; for a count, without reading their ids (Qdrant Edge builds a
+    `uuid.UUID` for each: most of the cost of the term counts a question asks for)."""
+    if count_only:
+        return [Hit("", float(p.score), {}) for p in points]
+    return [to_hit(p) for p in points]
+
+
 class OneSearch:
     """`dense_search` and `sparse_search` as one-search batches of `search_many`, for every store
     that answers searches (both backends, and a reader served by a writing process)."""
@@ -230,7 +238,10 @@ class PointStore(OneSearch, abc.ABC):
             )
         asked = [r for r in requests if r is not None]
         answers = iter(self._query_batch(asked) if asked else [])
-        return [[] if r is None else [to_hit(p) for p in next(answers)] for r in requests]
+        return [
+            [] if r is None else _hits(next(answers), search.count_only)
+            for r, search in zip(requests, searches, strict=True)
+        ]
 
     def payloads(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         if not ids:

@@ -76,8 +76,10 @@ class EdgeShardStore(PointStore):
         self._shard: Any = shard
         self._lock: int | None = lock
         self._dirty = False
-        # Facet counts until the next write: nobody else writes while this process holds the lock.
+        # Facet counts and point counts until the next write: nobody else writes while this process
+        # holds the lock.
         self._facets: dict[str, dict[Any, int]] = {}
+        self._counts: dict[str, int] = {}
         # Taken by every call on the shard and held across a file's replacement: other threads
         # (`stores.remote.ReadServer`, serving other processes' questions) read between whole files.
         self.guard = threading.RLock()
@@ -195,12 +197,20 @@ class EdgeShardStore(PointStore):
                 self._facets[asked] = super().facet(key, conditions)
             return dict(self._facets[asked])
 
+    def count(self, kind: str = "chunk") -> int:
+        """Counted exactly, and kept until the next write (a question asks it every time)."""
+        with self.guard:
+            if kind not in self._counts:
+                self._counts[kind] = super().count(kind)
+            return self._counts[kind]
+
     # -- Qdrant Edge's primitives ---------------------------------------------------------------
 
     def _write(self, operation: Any) -> None:
         with self.guard:
             self._dirty = True
             self._facets.clear()
+            self._counts.clear()
             self._shard.update(operation)
 
     def _client_point(self, point_id: str, vector: dict[str, Any], payload: dict[str, Any]) -> Any:

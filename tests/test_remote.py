@@ -59,8 +59,14 @@ def test_a_reader_during_a_write_is_answered_by_the_writer(
         assert remote.count("file") == 3
         assert remote.facet("lang") == direct.facet("lang")
         assert remote.chunk_payloads(("path",)) == direct.chunk_payloads(("path",))
-        searches = [Search(5, vector=vector), Search(5, text="refund window"), Search(5, text="")]
+        searches = [
+            Search(5, vector=vector),
+            Search(5, text="refund window"),
+            Search(5, text=""),
+            Search(5, text="refund", count_only=True),
+        ]
         assert remote.search_many(searches) == direct.search_many(searches)
+        assert {h.id for h in remote.search_many(searches)[3]} == {""}
         assert remote.dense_search(vector, limit=2) == direct.dense_search(vector, limit=2)
         assert remote.sparse_search("refund", limit=2, conditions={"path": "notes.txt"}) == (
             direct.sparse_search("refund", limit=2, conditions={"path": "notes.txt"})

@@ -287,14 +287,30 @@ def test_a_batch_of_searches_answers_each_as_if_asked_alone(store: KbVectorStore
     assert shard.search_many([]) == []
 
 
-def test_language_counts_follow_writes(store: KbVectorStore) -> None:
+def test_a_count_only_search_gives_the_number_of_hits_without_ids(store: KbVectorStore) -> None:
+    """Retrieval counts the chunks holding each question keyword; their ids are never read."""
+    shard = store.client
+    full, counted = shard.search_many(
+        [Search(5, text="refund days"), Search(5, text="refund days", count_only=True)]
+    )
+    assert len(full) == len(counted) == 2
+    assert [h.score for h in counted] == [h.score for h in full]
+    assert {h.id for h in counted} == {""}
+    assert all(h.payload == {} for h in counted)
+
+
+def test_language_and_chunk_counts_follow_writes(store: KbVectorStore) -> None:
     shard = store.client
     assert shard.facet("lang") == {"en": 3, "zh": 1}
+    assert shard.count() == 4
+    assert shard.count("file") == 0
     store.add([_node(IDS[4], "d.md", "東京の天気は晴れです。", lang="ja")])
     assert shard.facet("lang") == {"en": 3, "zh": 1, "ja": 1}
     assert shard.facet("lang", {"path": "d.md"}) == {"ja": 1}
+    assert shard.count() == 5
     store.delete("d.md")
     assert shard.facet("lang") == {"en": 3, "zh": 1}
+    assert shard.count() == 4
 
 
 def test_a_grown_store_is_indexed_and_answers_as_before(tmp_path: Path) -> None:

