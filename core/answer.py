@@ -21,8 +21,8 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 
-from core.answerability import Verdict, decide, load_calibration
-from core.embedders import calibrated_min_score
+from core.answerability import Thresholds, Verdict, decide, load_calibration
+from core.embedders import refusal_thresholds
 from core.engine import Engine
 from core.errors import NothingToAnswerFrom
 from core.prompts import NOT_FOUND, answer_messages, not_found_text
@@ -147,22 +147,28 @@ def answer(
     )
 
 
+def thresholds(engine: Engine) -> Thresholds:
+    """Where to refuse, fitted for the embedder the knowledge base was built with."""
+    return refusal_thresholds(str(engine.shard.meta.get("embedder", "")))
+
+
 def min_score(engine: Engine) -> float:
-    """The refusal threshold: `[retrieval] min_score`, or for "auto" the one calibrated for the
-    embedder the knowledge base was built with."""
+    """The cosine refusal threshold: `[retrieval] min_score`, or for "auto" the one calibrated for
+    the embedder the knowledge base was built with (used without a baseline)."""
     configured = engine.settings.retrieval.min_score
     if configured == "auto":
-        return calibrated_min_score(str(engine.shard.meta.get("embedder", "")))
+        return thresholds(engine).dense
     return float(configured)
 
 
 def judge(retrieval: Retrieval, engine: Engine) -> Verdict:
-    """Whether to answer: `core.answerability` with this knowledge base's baseline, or with
-    `[retrieval] min_score` set to a number, that one cosine threshold alone (0: never refuse)."""
+    """Whether to answer: `core.answerability` with this knowledge base's baseline and its
+    embedder's thresholds, or with `[retrieval] min_score` set to a number, that one cosine
+    threshold alone (0: never refuse)."""
     configured = engine.settings.retrieval.min_score
     if configured == "auto":
-        return decide(retrieval, load_calibration(engine.kb_dir), fallback=min_score(engine))
-    return decide(retrieval, None, fallback=float(configured), keywords=False)
+        return decide(retrieval, load_calibration(engine.kb_dir), thresholds(engine))
+    return decide(retrieval, None, Thresholds(), fallback=float(configured), keywords=False)
 
 
 def _says_not_found(text: str) -> bool:

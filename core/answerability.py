@@ -15,8 +15,10 @@ ones. The decision here looks at:
   top sources is: a Chinese question shares no word with English text, and that is no reason to
   refuse it.
 
-Each signal has one threshold, fitted on other knowledge bases than the one it is measured on
-(`benchmarks/answerability.py`, leave-one-set-out). The first signal under its threshold is the
+Each signal has one threshold per embedder (its row's `refusal` in `core.embedders.SPECS`, read
+through the embedder a knowledge base records: another model's cosines sit elsewhere), fitted on
+other knowledge bases than the one it is measured on (`benchmarks/answerability.py`,
+leave-one-set-out). The first signal under its threshold is the
 reason given (`kb ask --json`: `refusal`). Costs well under a millisecond: everything is read from
 the retrieval already done.
 """
@@ -121,15 +123,16 @@ BASELINE: dict[str, tuple[str, ...]] = {
 
 @dataclass(frozen=True)
 class Thresholds:
-    """Where the decision refuses; fitted by `benchmarks/answerability.py` on other knowledge bases."""
+    """Where the decision refuses, for one embedder's vectors (its row's `refusal` in
+    `core.embedders.SPECS`): fitted by `benchmarks/answerability.py` on other knowledge bases. The
+    defaults are those fitted with `local`; `dense` (a raw cosine) is the embedder's own."""
 
     support: float = 3.25  # dense_z + coverage_weight * coverage, when a source shares the language
     coverage_weight: float = 6.0
     dense_z: float = -1.25  # dense_z alone, when no top source is in the question's language
-    dense: float = 0.76  # without a baseline (a knowledge base built before it existed): raw cosine
-
-
-THRESHOLDS = Thresholds()
+    dense: float = (
+        0.0  # without a baseline (a knowledge base built before it existed): raw cosine; 0: never
+    )
 
 
 @dataclass(frozen=True)
@@ -141,6 +144,7 @@ class Verdict:
     value: float | None
     threshold: float | None
     signals: dict[str, float | None]
+    coverage_weight: float = 0.0  # the thresholds' weight, for the reason of a `support` refusal
 
     def reason(self) -> str:
         """One line: which signal refused, its value and threshold."""
@@ -151,7 +155,7 @@ class Verdict:
         line = f"{self.signal} {self.value:.2f} < threshold {self.threshold:.2f}"
         if self.signal == "support":
             z, cover = self.signals["dense_z"], self.signals["coverage"]
-            line += f" (dense_z {z:.2f} + {THRESHOLDS.coverage_weight:g} x coverage {cover:.2f})"
+            line += f" (dense_z {z:.2f} + {self.coverage_weight:g} x coverage {cover:.2f})"
         return line
 
 
@@ -246,6 +250,7 @@ def relevance(
     text: str,
     same_language: bool,
     calibration: dict[str, Any] | None,
+    thresholds: Thresholds,
     term_chunks: Mapping[str, int] | None = None,
     chunks: int = 0,
 ) -> float | None:
@@ -256,11 +261,11 @@ def relevance(
     z = _dense_z(cosine, detect_language(retrieval_question), calibration)
     if z is None:
         return None
-    margin = z - THRESHOLDS.dense_z
+    margin = z - thresholds.dense_z
     if same_language:
         cover = coverage(retrieval_question, [text], term_chunks, chunks)
         if cover is not None:
-            margin = z + THRESHOLDS.coverage_weight * cover - THRESHOLDS.support
+            margin = z + thresholds.coverage_weight * cover - thresholds.support
     return round(1.0 / (1.0 + math.exp(-margin)), 3)
 
 
@@ -308,7 +313,7 @@ def signals(retrieval: Retrieval, calibration: dict[str, Any] | None) -> dict[st
 def decide(
     retrieval: Retrieval,
     calibration: dict[str, Any] | None,
-    thresholds: Thresholds = THRESHOLDS,
+    thresholds: Thresholds,
     *,
     fallback: float | None = None,
     keywords: bool = True,
@@ -323,7 +328,7 @@ def decide(
 
 def verdict(
     found: dict[str, float | None],
-    thresholds: Thresholds = THRESHOLDS,
+    thresholds: Thresholds,
     *,
     fallback: float | None = None,
     keywords: bool = True,
@@ -335,7 +340,9 @@ def verdict(
         support = z + thresholds.coverage_weight * cover
         found = {**found, "support": round(support, 3)}
         if support < thresholds.support:
-            return Verdict(False, "support", support, thresholds.support, found)
+            return Verdict(
+                False, "support", support, thresholds.support, found, thresholds.coverage_weight
+            )
         return Verdict(True, "", None, None, found)
     if z is not None:
         if z < thresholds.dense_z:

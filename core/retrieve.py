@@ -31,7 +31,7 @@ from typing import Any, Literal
 
 from core.answerability import load_calibration, relevance
 from core.config import Settings
-from core.embedders import dual_split
+from core.embedders import dual_split, refusal_thresholds
 from core.engine import Engine, Search
 from core.errors import ConfigError
 from core.loaders import file_kinds
@@ -219,6 +219,7 @@ def retrieve(
         stages["rerank_s"] = time.perf_counter()
     chosen = ranked[: query.top_k]
     calibration = load_calibration(engine.kb_dir)
+    thresholds = refusal_thresholds(str(shard.meta.get("embedder", "")))
 
     def relevant(candidate: _Candidate) -> float | None:
         if candidate.dense is None:
@@ -228,7 +229,14 @@ def retrieve(
         same = lang == asked_in or (not lang and asked_in in present)
         text = str(candidate.payload.get("text", ""))
         return relevance(
-            candidate.dense * scale, query.question, text, same, calibration, term_chunks, count
+            candidate.dense * scale,
+            query.question,
+            text,
+            same,
+            calibration,
+            thresholds,
+            term_chunks,
+            count,
         )
 
     count = shard.count() if terms and calibration else 0

