@@ -34,7 +34,7 @@ from ingest import log, make_settings, run_pipeline, sample_batches, write_corpu
 
 DATA = ROOT.parents[1] / "shared" / "data" / "scifact"  # from a worktree under wt/
 LOCAL_IDLE_S = 579.0  # full SciFact first ingest with `local`, idle machine (README)
-BUDGET_S = 720.0  # issue 16: at most 12 minutes
+BUDGET_S = 720.0  # a default's full SciFact first ingest: at most 12 minutes
 
 
 def runtimes(settings: Any, cuts: Sequence[int]) -> dict[str, Callable[[list[str]], Any]]:
