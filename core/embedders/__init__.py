@@ -138,7 +138,8 @@ SPECS: Mapping[str, EmbedderSpec] = _table(
     ),
     EmbedderSpec(
         "local-dual-int8",
-        "local-dual with local-int8's e5 half: as good across languages, ~1.2x local's ingest time",
+        "local-dual with local-int8's e5 half: as good across languages, ingests faster than local, "
+        "opens slower",
         model="multilingual-e5-small-q4-int8+use-multilingual-v3",
         dim=384 + 512,
         # The e5 half is local-int8's vectors: another embedder than local-dual, never mixed with it.
