@@ -22,7 +22,6 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 
 from core.answerability import Thresholds, Verdict, decide, load_calibration
-from core.embedders import refusal_thresholds
 from core.engine import Engine
 from core.errors import NothingToAnswerFrom
 from core.prompts import NOT_FOUND, answer_messages, not_found_text
@@ -147,17 +146,12 @@ def answer(
     )
 
 
-def thresholds(engine: Engine) -> Thresholds:
-    """Where to refuse, fitted for the embedder the knowledge base was built with."""
-    return refusal_thresholds(str(engine.shard.meta.get("embedder", "")))
-
-
 def min_score(engine: Engine) -> float:
     """The cosine refusal threshold: `[retrieval] min_score`, or for "auto" the one calibrated for
     the embedder the knowledge base was built with (used without a baseline)."""
     configured = engine.settings.retrieval.min_score
     if configured == "auto":
-        return thresholds(engine).dense
+        return engine.refusal.dense
     return float(configured)
 
 
@@ -167,7 +161,7 @@ def judge(retrieval: Retrieval, engine: Engine) -> Verdict:
     threshold alone (0: never refuse)."""
     configured = engine.settings.retrieval.min_score
     if configured == "auto":
-        return decide(retrieval, load_calibration(engine.kb_dir), thresholds(engine))
+        return decide(retrieval, load_calibration(engine.kb_dir), engine.refusal)
     return decide(retrieval, None, Thresholds(), fallback=float(configured), keywords=False)
 
 

@@ -130,9 +130,8 @@ class Thresholds:
     support: float = 3.25  # dense_z + coverage_weight * coverage, when a source shares the language
     coverage_weight: float = 6.0
     dense_z: float = -1.25  # dense_z alone, when no top source is in the question's language
-    dense: float = (
-        0.0  # without a baseline (a knowledge base built before it existed): raw cosine; 0: never
-    )
+    # Without a baseline (a knowledge base built before it existed): the raw cosine; 0: never.
+    dense: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from core.config import BUILT_ORIGIN, LoadedSettings, Settings
-from core.embedders import SPECS
+from core.embedders import SPECS, refusal_thresholds
 from core.errors import (
     ConfigError,
     KbError,
@@ -45,6 +45,7 @@ from stores.shard import EdgeShardStore, hold_lock
 if TYPE_CHECKING:
     from llama_index.core.llms import LLM
 
+    from core.answerability import Thresholds
     from core.embedders.base import KbEmbedding
     from core.providers import Reranker
     from stores.vector_store import KbVectorStore
@@ -100,6 +101,12 @@ class Engine:
         from core.providers import make_reranker
 
         return make_reranker(self.settings.retrieval.reranker)
+
+    @property
+    def refusal(self) -> Thresholds:
+        """Where `kb ask` refuses: the thresholds fitted for the embedder this knowledge base
+        records (retrieval's relevance and the answer's decision read the same ones)."""
+        return refusal_thresholds(str(self.shard.meta.get("embedder", "")))
 
     def release(self) -> None:
         """Close the store (and free its lock) early; the models stay usable for answering. A

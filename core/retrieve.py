@@ -31,7 +31,7 @@ from typing import Any, Literal
 
 from core.answerability import load_calibration, relevance
 from core.config import Settings
-from core.embedders import dual_split, refusal_thresholds
+from core.embedders import dual_split
 from core.engine import Engine, Search
 from core.errors import ConfigError
 from core.loaders import file_kinds
@@ -219,7 +219,7 @@ def retrieve(
         stages["rerank_s"] = time.perf_counter()
     chosen = ranked[: query.top_k]
     calibration = load_calibration(engine.kb_dir)
-    thresholds = refusal_thresholds(str(shard.meta.get("embedder", "")))
+    thresholds = engine.refusal
 
     def relevant(candidate: _Candidate) -> float | None:
         if candidate.dense is None:

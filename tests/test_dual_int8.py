@@ -12,7 +12,6 @@ import pytest
 from typer.testing import CliRunner
 
 from cli.app import app
-from core.answer import thresholds
 from core.answerability import Thresholds, load_calibration, relevance, verdict
 from core.config import Settings
 from core.embedders import SPECS, dual, e5int8, refusal_thresholds, use
@@ -102,7 +101,7 @@ def test_a_dual_int8_knowledge_base_answers_across_languages_and_never_mixes(
     with open_engine(settings, purpose="read") as engine:
         assert engine.shard.meta["embedder"] == row.fingerprint
         assert engine.shard.meta["dim"] == 896
-        assert thresholds(engine) == row.refusal  # the refusal fitted for its vectors
+        assert engine.refusal == row.refusal  # the refusal fitted for its vectors
         calibration = load_calibration(engine.kb_dir)
         assert calibration is not None
         assert calibration["embedder"] == row.fingerprint
