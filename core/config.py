@@ -234,6 +234,14 @@ def kb_home(home: str = "") -> Path:
     return Path(platformdirs.user_data_dir("kb", appauthor=False))
 
 
+def user_cache_dir() -> Path:
+    """kb's per-user cache folder (`~/.cache/kb` on Linux): what is built on first use and can be
+    built again (models, jieba's dictionary file)."""
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("kb", appauthor=False))
+
+
 def user_config_dir(environ: Mapping[str, str]) -> Path:
     """The per-user settings folder: `$KB_CONFIG_HOME`, else the platform's (`~/.config/kb` on Linux)."""
     if environ.get(USER_DIR_ENV):

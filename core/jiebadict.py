@@ -35,9 +35,9 @@ _FORMAT = 1  # bump when the table layout changes
 
 def default_folder() -> Path:
     """`<user cache dir>/kb/jieba` (platformdirs: `~/.cache/kb/jieba` on Linux)."""
-    import platformdirs
+    from core.config import user_cache_dir
 
-    return Path(platformdirs.user_cache_dir("kb", appauthor=False)) / "jieba"
+    return user_cache_dir() / "jieba"
 
 
 def segmenter(folder: Path | None = None) -> Callable[[str], list[str]]:

@@ -76,9 +76,9 @@ def models_folder(setting: str = "") -> Path:
     """Where models built on first use are cached: `setting`, else `<user cache dir>/kb/models`."""
     if setting:
         return Path(setting).expanduser()
-    import platformdirs
+    from core.config import user_cache_dir
 
-    return Path(platformdirs.user_cache_dir("kb", appauthor=False)) / "models"
+    return user_cache_dir() / "models"
 
 
 def announce_builds(listener: Callable[[str], None] | None) -> None:
