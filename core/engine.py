@@ -115,16 +115,21 @@ class Engine:
         if not isinstance(self.shard, RemoteStore):
             self.shard.close()
 
-    def query_vector(self, text: str) -> list[float]:
+    def query_vector(self, text: str, *, across_languages: bool = True) -> list[float]:
         """A question's dense vector: from the ingest serving this reader when it offers it (no
-        model loaded here), else embedded here. The bundled models answer without LlamaIndex."""
-        served = self._served("query_vector", {"text": text})
+        model loaded here), else embedded here. The bundled models answer without LlamaIndex.
+        `across_languages=False`: only chunks in the question's language are searched, so a
+        two-model embedder leaves its cross-language half zero (that model is not run)."""
+        served = self._served("query_vector", {"text": text, "across": across_languages})
         if served is not None:
             return [float(x) for x in served]
         if self.given_embedder is None:
             cfg = self.settings.embedding
             encoder = SPECS[cfg.provider].load_encoder(cfg)
             if encoder is not None:
+                one_language = getattr(encoder, "query_one_language", None)
+                if not across_languages and one_language is not None:
+                    return list(one_language(text))
                 return encoder.query(text)
         return list(self.embedder.get_query_embedding(text))
 
@@ -165,7 +170,9 @@ class Engine:
 
         def query_vector(args: dict[str, Any]) -> list[float]:
             same_embedder(args)
-            return self.query_vector(str(args["text"]))
+            return self.query_vector(
+                str(args["text"]), across_languages=bool(args.get("across", True))
+            )
 
         def passage_vectors(args: dict[str, Any]) -> list[list[float]]:
             same_embedder(args)

@@ -135,30 +135,38 @@ def retrieve(
     conditions = _conditions(query, engine)
     shard = engine.shard
     depth = max(CANDIDATES, 4 * query.top_k)
+    asked_in = detect_language(query.question)
+    present: list[str] = []
+    counts: dict[str, int] = {}  # chunks per language
+    if query.mode != "sparse":
+        counts = {str(lang): n for lang, n in shard.facet("lang", conditions).items()}
+        present = sorted(counts)
+    if query.balance_languages and len(present) > 1:
+        searched_in: tuple[str | None, ...] = tuple(present)
+    else:
+        searched_in = (present[0] if len(present) == 1 else None,)
+    embed_began = time.perf_counter()
     if query.mode == "sparse":
         vector = None
     elif vector is None:
-        vector = engine.query_vector(query.question)
+        # Every chunk in the question's language: a two-model embedder's cross-language half
+        # would be zeroed (`_group_vector`), so it is not computed.
+        across = any(written_in != asked_in for written_in in searched_in)
+        vector = engine.query_vector(query.question, across_languages=across)
     embedded = time.perf_counter()
 
     candidates: dict[str, _Candidate] = {}
     ranges: dict[str | None, tuple[float, float]] = {}  # language -> (lowest, highest) cosine
     languages: tuple[str, ...] = ()
-    present: list[str] = []
-    counts: dict[str, int] = {}  # chunks per language
     best_dense: float | None = None
     groups: dict[str | None, _Group] = {}  # language (None: all at once) -> how it is searched
     searches: list[Search] = []
-    asked_in = detect_language(query.question)
     if vector is not None:
-        counts = {str(lang): n for lang, n in shard.facet("lang", conditions).items()}
-        present = sorted(counts)
         if query.balance_languages and len(present) > 1:
             languages = tuple(present)
         split = dual_split(engine.settings.embedding)
-        for language in languages or (None,):
+        for language, written_in in zip(languages or (None,), searched_in, strict=True):
             scoped = {**conditions, "lang": language} if language else conditions
-            written_in = language or (present[0] if len(present) == 1 else None)
             same = written_in == asked_in
             # With both models in one vector, a same-language search measures e5 alone at 1/sqrt(2).
             scale = math.sqrt(2) if split and same else 1.0
@@ -256,8 +264,8 @@ def retrieve(
         term_chunks=term_chunks,
         chunks=count or (shard.count() if terms else 0),
         timings={
-            "embed_s": round(embedded - began, 4),
-            "search_s": round(searched - embedded, 4),
+            "embed_s": round(embedded - embed_began, 4),
+            "search_s": round(searched - embedded + embed_began - began, 4),
             "retrieve_s": round(done - began, 4),
             **_durations(embedded, stages),
         },

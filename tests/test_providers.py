@@ -219,6 +219,48 @@ def test_dual_knowledge_base_answers_across_languages(
     assert "部署.md" in {s.path for s in to_chinese}
 
 
+def test_a_dual_question_runs_use_only_when_chunks_of_another_language_are_searched(
+    make_settings: Callable[..., Settings], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from core.embedders import use
+    from core.engine import open_engine
+    from core.ingest import ingest
+    from core.retrieve import RetrievalQuery, retrieve
+
+    docs = tmp_path / "english"
+    docs.mkdir()
+    for name, text in {
+        "refunds.md": "# Refunds\nRefunds are accepted within 30 days of purchase.\n",
+        "tokens.md": "# Tokens\nAPI tokens expire after 90 days and can be rotated.\n",
+        "backup.md": "# Backups\nThe nightly backup runs at 03:00 and keeps 14 copies.\n",
+    }.items():
+        (docs / name).write_text(text, encoding="utf-8")
+    settings = make_settings(embedding={"provider": "local-dual"})
+    question = "How long do API tokens last?"
+    with open_engine(settings, purpose="write") as engine:
+        ingest([docs], engine)
+        both = retrieve(
+            RetrievalQuery(question, top_k=3), engine, vector=engine.query_vector(question)
+        )
+        calls: list[list[str]] = []
+        real = use.passages
+
+        def counted(texts: list[str]) -> list[list[float]]:
+            calls.append(texts)
+            return real(texts)
+
+        monkeypatch.setattr(use, "passages", counted)
+        alone = retrieve(RetrievalQuery(question, top_k=3), engine)
+        assert calls == []  # every chunk is English: USE's half would be zeroed, so it never ran
+        across = retrieve(RetrievalQuery("API 令牌多久过期？", top_k=3), engine)
+    assert calls == [["API 令牌多久过期？"]]
+    assert [(s.path, s.score, s.relevance) for s in alone.sources] == [
+        (s.path, s.score, s.relevance) for s in both.sources
+    ]
+    assert alone.sources[0].path == "tokens.md"
+    assert across.sources[0].path == "tokens.md"
+
+
 def test_the_client_gives_up_connecting_after_a_few_seconds_whatever_the_timeout() -> None:
     slow = OpenAICompatibleEmbedding(model_name="m", base_url="http://127.0.0.1:9/v1", timeout=60)
     assert (slow._openai().timeout.connect, slow._openai().timeout.read) == (3.0, 60.0)

@@ -6,7 +6,8 @@ the table (for `kb --help`, settings, or a knowledge base's record) loads no mod
 Adding an embedder is one module beside this one and one row in `SPECS`:
 
 - a bundled model needs only a light *encoder* module (`query`, `passages`, `count_tokens`; see
-  `Encoder`; optionally `configure(cfg)`, called before first use, and `runtime()`, what runs it),
+  `Encoder`; optionally `configure(cfg)`, called before first use, `runtime()`, what runs it, and
+  `query_one_language(text)`, a two-model row's question vector without its cross-language half),
   wrapped for LlamaIndex by `core.embedders.base.BundledEmbedding`; `kb ask` embeds its question
   with the encoder alone, without importing LlamaIndex;
 - anything else names a `factory`: a function from `EmbeddingSettings` to a `KbEmbedding`.

@@ -21,6 +21,9 @@ if TYPE_CHECKING:
     from core.config import EmbeddingSettings
 
 
+USE_DIM = 512  # the USE half's size
+
+
 class Half(Protocol):
     """The e5 side of a pair: an encoder module that says what runs it (`e5`, `e5int8`)."""
 
@@ -45,6 +48,11 @@ class Pair:
     def query(self, text: str) -> list[float]:
         return unit(self.first.query(text)) + unit(use.passages([text])[0])
 
+    def query_one_language(self, text: str) -> list[float]:
+        """The question's vector for chunks in its own language alone: the e5 half and a zero
+        USE half, which is how retrieval searches them (USE is not run, nor loaded)."""
+        return unit(self.first.query(text)) + [0.0] * USE_DIM
+
     def passages(self, texts: list[str]) -> list[list[float]]:
         first = self.first.passages(texts)
         second = use.passages(texts)
@@ -65,5 +73,6 @@ PAIR = Pair(e5)  # the e5 half runs where `local` runs (ONNX Runtime fp32, else 
 configure = PAIR.configure
 runtime = PAIR.runtime
 query = PAIR.query
+query_one_language = PAIR.query_one_language
 passages = PAIR.passages
 count_tokens = PAIR.count_tokens

@@ -16,5 +16,6 @@ PAIR = Pair(e5int8)
 configure = PAIR.configure
 runtime = PAIR.runtime
 query = PAIR.query
+query_one_language = PAIR.query_one_language
 passages = PAIR.passages
 count_tokens = PAIR.count_tokens
