@@ -71,7 +71,7 @@ class KbSettings(_Section):
 
 
 class EmbeddingSettings(_Section):
-    provider: str = Field("local", description=describe_providers())
+    provider: str = Field("local-dual", description=describe_providers())
     model: str = Field(
         "", description="Model name for fastembed/openai; empty: the provider's default"
     )

@@ -18,7 +18,7 @@ def _write(path: Path, text: str) -> Path:
 def test_defaults_without_any_file() -> None:
     loaded = load_settings(environ={})
     assert loaded.settings.retrieval.mode == "hybrid"
-    assert loaded.settings.embedding.provider == "local"
+    assert loaded.settings.embedding.provider == "local-dual"
     assert loaded.config_path is None
 
 

