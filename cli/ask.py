@@ -93,10 +93,8 @@ def ask_command(
     started = time.perf_counter()
     from dataclasses import replace
 
-    from core.answer import answer
     from core.engine import open_engine
     from core.errors import ConfigError, KbError
-    from core.last_answer import save_sources
     from core.retrieve import RetrievalQuery, retrieve
 
     if as_json and stream_json:
@@ -132,6 +130,9 @@ def ask_command(
                 if not retrieval.sources:
                     raise typer.Exit(ExitCode.NO_ANSWER)
                 return
+            from core.answer import answer  # not imported for --retrieve-only
+            from core.last_answer import save_sources
+
             with out.answer_stream(retrieval) as stream:
                 result = answer(
                     retrieval, engine, on_event=stream.on_event, show_thinking=show_thinking

@@ -7,10 +7,11 @@ one, and `kb --help` should not pay for rich (about 25 ms and 2.5 MiB).
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from dataclasses import asdict
+from typing import IO, TYPE_CHECKING, Any
 
 from cli.payloads import answer_payload, retrieval_payload, sources_payload
 from cli.render import answer_note, locator, source_line, sources_table
@@ -46,6 +47,29 @@ def _stderr() -> Console:
     return Console(stderr=True, highlight=False)
 
 
+def _surely_no_terminal() -> bool:
+    """Whether a default stdout Console would surely not be a terminal: stdout is no tty, and
+    neither of the variables rich lets overrule that (FORCE_COLOR, TTY_COMPATIBLE) is set."""
+    import os
+
+    if "FORCE_COLOR" in os.environ or "TTY_COMPATIBLE" in os.environ:
+        return False
+    isatty = getattr(_stdout_file(), "isatty", None)
+    try:
+        return isatty is None or not isatty()
+    except ValueError:  # a closed file: rich says no terminal too
+        return True
+
+
+def _stdout_file() -> IO[str]:
+    """What `_stdout().file` would be: sys.stdout, or the real one under rich's redirection while a
+    live display runs, or a file that drops everything when there is no stdout."""
+    import sys
+
+    file = getattr(sys.stdout, "rich_proxied_file", sys.stdout)
+    return io.StringIO() if file is None else file
+
+
 def silence_stdout() -> None:
     """Point stdout at /dev/null: its reader has gone, and Python's final flush must not fail."""
     import os
@@ -70,30 +94,61 @@ def print_error(err: KbError) -> None:
         console.print(f"[dim]hint:[/] {escape(err.hint)}", soft_wrap=True)
 
 
-@dataclass
 class Output:
-    """Owns the terminal facts: which stream, whether fancy, whether JSON."""
+    """Owns the terminal facts: which stream, whether fancy, whether JSON.
 
-    as_json: bool = False
-    stream_json: bool = False  # JSON lines: sources, then tokens as they arrive, then the answer
-    link: str = ""  # `[kb] link`: the URL template of source links ("": file://PATH#L12)
-    out: Console = field(default_factory=_stdout)
-    err: Console = field(default_factory=_stderr)
-    reader_gone: bool = False  # stdout was a pipe whose reader closed it
+    Its two rich Consoles are made on first use, so JSON and piped output (raw text) need not
+    import rich: about 30 ms of a `kb ask` process's CPU."""
+
+    def __init__(
+        self,
+        *,
+        as_json: bool = False,
+        stream_json: bool = False,
+        link: str = "",
+        out: Console | None = None,
+        err: Console | None = None,
+    ) -> None:
+        self.as_json = as_json
+        self.stream_json = stream_json  # JSON lines: sources, tokens as they arrive, the answer
+        self.link = link  # `[kb] link`: the URL template of source links ("": file://PATH#L12)
+        self._out = out
+        self._err = err
+        self.reader_gone = False  # stdout was a pipe whose reader closed it
+
+    @property
+    def out(self) -> Console:
+        """stdout's Console."""
+        if self._out is None:
+            self._out = _stdout()
+        return self._out
+
+    @property
+    def err(self) -> Console:
+        """stderr's Console."""
+        if self._err is None:
+            self._err = _stderr()
+        return self._err
 
     @property
     def fancy(self) -> bool:
         """Colours and tables only on a terminal, never in JSON mode."""
-        return not self.as_json and self.out.is_terminal
+        if self.as_json:
+            return False
+        if self._out is None and _surely_no_terminal():
+            return False  # what rich would say: plain output never imports it
+        return self.out.is_terminal
 
     def write(self, text: str) -> None:
         """Raw text on stdout: no wrapping, no markup. When the reader has gone (`kb ask Q | head
         -1`), the rest is dropped quietly and the command still ends with its own exit code."""
         if self.reader_gone:
             return
+        # The file a default Console writes to (its `file`), without making one just for that.
+        file = self._out.file if self._out is not None else _stdout_file()
         try:
-            self.out.file.write(text + "\n")
-            self.out.file.flush()
+            file.write(text + "\n")
+            file.flush()
         except BrokenPipeError:
             self.reader_gone = True
             silence_stdout()
@@ -253,8 +308,6 @@ class Output:
 
     def answer(self, answer: Answer, *, show_sources: bool = True, streamed: bool = False) -> None:
         """An answer and its sources; after a live stream, only what follows the text."""
-        from rich.markup import escape
-
         payload = answer_payload(answer)
         if self.as_json:
             self.json({"type": "answer", **payload} if self.stream_json else payload)
@@ -266,6 +319,7 @@ class Output:
         sources = answer.sources if show_sources else ()
         if self.fancy:
             from rich.markdown import Markdown
+            from rich.markup import escape
 
             if answer.thinking and not streamed:
                 self.out.print(f"[dim italic]{escape(answer.thinking)}[/]")
@@ -286,6 +340,8 @@ class Output:
             self.write("")
             self.write(answer.supporting)
         if answer.kind == "refused":
+            from rich.markup import escape
+
             self.err.print(escape(answer_note(answer)), soft_wrap=True)
         if sources:
             self.write("")

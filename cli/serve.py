@@ -11,7 +11,6 @@ uvicorn, cryptography) that nothing else in kb needs.
 
 from __future__ import annotations
 
-import logging
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -48,6 +47,8 @@ def serve_command(
 
     Example: kb serve --mcp --kb notes
     """
+    import logging
+
     from core.errors import ConfigError
 
     if not mcp:

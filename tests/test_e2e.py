@@ -119,9 +119,10 @@ def test_lookups_start_without_llamaindex_or_a_model(
     ids=["retrieve-only", "extractive"],
 )
 def test_offline_questions_start_without_llamaindex(args: list[str], home: Path) -> None:
-    """Retrieval and extractive answers need neither LlamaIndex nor the openai client."""
+    """Retrieval and extractive answers need neither LlamaIndex nor the openai client, and JSON
+    output needs no rich (importing it costs a cold `kb ask` ~30 ms of CPU)."""
     question = ["ask", "What port does the server listen on by default?", *args]
-    assert _loaded_after(question, home, ("llama_index", "openai")) == []
+    assert _loaded_after(question, home, ("llama_index", "openai", "rich")) == []
 
 
 def _loaded_after(args: list[str], home: Path, modules: tuple[str, ...]) -> list[str]:
