@@ -88,7 +88,7 @@ class EmbeddingSettings(_Section):
     )
     model_cache: str = Field(
         "",
-        description="Folder for models built on first use (the bundled e5's ONNX graph); "
+        description="Folder for models built on first use (e5's ONNX graph, USE's unpacked copy); "
         "empty: the per-user cache dir",
     )
     timeout: float = Field(30.0, gt=0, description="Seconds before a remote embedding call fails")

