@@ -232,14 +232,17 @@ def _stem() -> Callable[[str], str]:
 def tokenize(text: str) -> Iterator[str]:
     """Keyword tokens for BM25: jieba words for CJK, stemmed non-stop-words otherwise."""
     normalised = unicodedata.normalize("NFKC", text).lower()
-    for match in _TOKEN.finditer(normalised):
-        token = match.group()
-        if _CJK_RUN.fullmatch(token):
+    stem = _stem()
+    for token in _TOKEN.findall(normalised):
+        if token.isascii():  # most tokens: never a CJK run
+            if token not in _STOPWORDS:
+                yield stem(token)
+        elif _CJK_RUN.fullmatch(token):
             for word in _jieba_cut()(token):
                 if word.strip():
                     yield word
         elif token not in _STOPWORDS:
-            yield _stem()(token) if token.isascii() else token
+            yield token
 
 
 def _term_id(token: str) -> int:

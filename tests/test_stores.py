@@ -299,6 +299,21 @@ def test_a_count_only_search_gives_the_number_of_hits_without_ids(store: KbVecto
     assert all(h.payload == {} for h in counted)
 
 
+def test_keyword_counts_follow_writes(store: KbVectorStore) -> None:
+    """A keyword's count is asked again by later questions (the Edge store keeps it): it changes
+    with every write, and a count asked twice in one batch is answered twice."""
+    shard = store.client
+    count = Search(10, text="refund", count_only=True)
+    first = shard.search_many([count])[0]
+    assert len(first) == 2
+    again, same = shard.search_many([count, count])
+    assert [h.score for h in again] == [h.score for h in same] == [h.score for h in first]
+    store.add([_node(IDS[4], "d.md", "A refund needs the receipt.")])
+    assert len(shard.search_many([count])[0]) == 3
+    store.delete("a.md")
+    assert len(shard.search_many([count])[0]) == 1
+
+
 def test_language_and_chunk_counts_follow_writes(store: KbVectorStore) -> None:
     shard = store.client
     assert shard.facet("lang") == {"en": 3, "zh": 1}
