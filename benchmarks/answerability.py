@@ -46,7 +46,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from core.answer import extractive_answer  # noqa: E402
-from core.answerability import Thresholds, calibrate, load_calibration, signals, verdict  # noqa: E402
+from core.answerability import (  # noqa: E402
+    Thresholds,
+    calibrate,
+    calibration_current,
+    load_calibration,
+    signals,
+    verdict,
+)
 from core.config import Settings, load_settings  # noqa: E402
 from core.embedders import SPECS  # noqa: E402
 from core.engine import open_engine  # noqa: E402
@@ -178,7 +185,7 @@ def build(home: Path, embedder: Any) -> None:
             f"{time.perf_counter() - began:.0f} s"
         )
         with open_engine(settings, embedder=embedder) as engine:
-            if load_calibration(engine.kb_dir) is None or report.chunks_written:
+            if not calibration_current(load_calibration(engine.kb_dir)) or report.chunks_written:
                 calibrate(engine)
 
 

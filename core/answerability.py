@@ -9,7 +9,11 @@ ones. The decision here looks at:
   knowledge base; their best cosines give a mean and spread, stored beside the knowledge base
   (`answerability.json`). A question is scored in standard deviations above that baseline, so
   the language offset (a Chinese question on English text scores lower, and so do the baseline
-  questions) and each corpus's own level cancel out.
+  questions) and each corpus's own level cancel out. The same is kept for each language of the
+  knowledge base's chunks (`written_in`): in a knowledge base holding both languages, a source in
+  the other language is measured against the baseline questions' best cosines over that language's
+  chunks, so its relevance reads like a same-language source's (`local-dual` scores the two kinds
+  of pair on different scales: e5 alone, and the mean of e5's and USE's cosines).
 - `coverage`: the share of the question's content words (weighted by length, as a cheap rarity
   proxy) found in the top sources written in the question's language. Not used when none of the
   top sources is: a Chinese question shares no word with English text, and that is no reason to
@@ -191,18 +195,20 @@ def calibrate(engine: Engine, cache: EmbeddingCache | None = None) -> dict[str, 
         return None  # a remote embedder: 64 more requests per ingest; its cosine threshold stays
     vectors = _baseline_vectors(engine, cache)
     stats: dict[str, dict[str, float]] = {}
+    written_in: dict[str, dict[str, dict[str, float]]] = {}  # question -> chunks' language
     for lang, questions in BASELINE.items():
         best: list[float] = []
+        per_language: dict[str, list[float]] = {}
         for question in questions:
             query = RetrievalQuery.from_settings(engine.settings, question, mode="dense", top_k=1)
             result = retrieve(query, engine, vector=vectors[question])
             if result.best_dense is not None:
                 best.append(result.best_dense)
+            for chunks_lang, cosine in result.language_best.items():
+                per_language.setdefault(chunks_lang, []).append(cosine)
         if len(best) >= 2:
-            stats[lang] = {
-                "mean": round(statistics.fmean(best), 5),
-                "sd": round(max(statistics.stdev(best), 0.005), 5),
-            }
+            stats[lang] = _spread(best)
+        written_in[lang] = {k: _spread(v) for k, v in sorted(per_language.items()) if len(v) >= 2}
     if not stats:
         return None
     data = {
@@ -210,6 +216,7 @@ def calibrate(engine: Engine, cache: EmbeddingCache | None = None) -> dict[str, 
         "embedder": str(engine.shard.meta.get("embedder", "")),
         "chunks": engine.shard.count(),
         "baseline": stats,
+        "written_in": written_in,
     }
     path = calibration_path(engine.kb_dir)
     if path.parent.is_dir():
@@ -217,6 +224,19 @@ def calibrate(engine: Engine, cache: EmbeddingCache | None = None) -> dict[str, 
         tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
         tmp.replace(path)
     return data
+
+
+def _spread(cosines: list[float]) -> dict[str, float]:
+    return {
+        "mean": round(statistics.fmean(cosines), 5),
+        "sd": round(max(statistics.stdev(cosines), 0.005), 5),
+    }
+
+
+def calibration_current(calibration: dict[str, Any] | None) -> bool:
+    """Whether a stored baseline has every part this version reads (one written before the
+    per-language baselines still works, and is replaced at the next `kb ingest`)."""
+    return calibration is not None and "written_in" in calibration
 
 
 def _baseline_vectors(engine: Engine, cache: EmbeddingCache | None) -> dict[str, list[float]]:
@@ -252,12 +272,15 @@ def relevance(
     thresholds: Thresholds,
     term_chunks: Mapping[str, int] | None = None,
     chunks: int = 0,
+    *,
+    written_in: str = "",
 ) -> float | None:
     """One source's relevance from 0 to 1, read the same on every knowledge base and in both
     languages: the refusal's own measure (support, or dense_z for a source in another language)
     for this source alone, through a logistic centred on its threshold, so 0.5 is just enough to
-    answer from. None without a baseline."""
-    z = _dense_z(cosine, detect_language(retrieval_question), calibration)
+    answer from. Its cosine is held against the baseline over chunks in its own language
+    (`written_in`) when there is one. None without a baseline."""
+    z = _dense_z(cosine, detect_language(retrieval_question), calibration, written_in)
     if z is None:
         return None
     margin = z - thresholds.dense_z
@@ -268,11 +291,16 @@ def relevance(
     return round(1.0 / (1.0 + math.exp(-margin)), 3)
 
 
-def _dense_z(cosine: float | None, lang: str, calibration: dict[str, Any] | None) -> float | None:
-    """A cosine in standard deviations above the baseline of questions in `lang`."""
+def _dense_z(
+    cosine: float | None, lang: str, calibration: dict[str, Any] | None, written_in: str = ""
+) -> float | None:
+    """A cosine in standard deviations above the baseline of questions in `lang`: over the
+    chunks written in `written_in` when that baseline is known, else over all chunks."""
     if cosine is None or calibration is None:
         return None
-    base = calibration.get("baseline", {}).get(lang if lang in BASELINE else "en")
+    asked = lang if lang in BASELINE else "en"
+    base = calibration.get("written_in", {}).get(asked, {}).get(written_in) if written_in else None
+    base = base or calibration.get("baseline", {}).get(asked)
     if not base:
         return None
     return (cosine - float(base["mean"])) / float(base["sd"])

@@ -102,6 +102,9 @@ class Retrieval:
     empty: bool = False  # the knowledge base holds no chunk at all
     kb_languages: tuple[str, ...] = ()  # languages of the chunks searched (empty: not known)
     language_chunks: dict[str, int] = field(default_factory=dict)  # chunks per language
+    # The highest cosine among each language's chunks (as `best_dense` reads it), when the chunks'
+    # language is known: what `core.answerability` calibrates each language's relevance against.
+    language_best: dict[str, float] = field(default_factory=dict)
     # How many chunks hold each of the question's keywords (counted up to TERM_LIMIT), and how many
     # chunks were searched: the rarity of its words, for `core.answerability`.
     term_chunks: dict[str, int] = field(default_factory=dict)
@@ -162,7 +165,9 @@ def retrieve(
     ranges: dict[str | None, tuple[float, float]] = {}  # language -> (lowest, highest) cosine
     languages: tuple[str, ...] = ()
     best_dense: float | None = None
+    language_best: dict[str, float] = {}
     groups: dict[str | None, _Group] = {}  # language (None: all at once) -> how it is searched
+    written: dict[str | None, str | None] = {}  # group -> the language of its chunks, when known
     searches: list[Search] = []
     if vector is not None:
         if query.balance_languages and len(present) > 1:
@@ -175,6 +180,7 @@ def retrieve(
             scale = math.sqrt(2) if split and same else 1.0
             group = _Group(_group_vector(vector, split, same_language=same), scoped, scale)
             groups[language] = group
+            written[language] = written_in
             # The nearest chunks, and the farthest one (nearest to the negated query): its cosine
             # is the lowest, which the normalisation needs. Both go in the first batch.
             searches.append(Search(depth, group.vector, conditions=scoped, with_payload=False))
@@ -199,6 +205,8 @@ def retrieve(
         ranges[language] = (-farthest[0].score, hits[0].score)
         top = hits[0].score * group.scale
         best_dense = top if best_dense is None else max(best_dense, top)
+        if written.get(language):
+            language_best[str(written[language])] = top
         for hit in hits:
             candidates[hit.id] = _Candidate(hit.id, dense=hit.score, group=language)
     best_sparse = 0.0
@@ -248,6 +256,7 @@ def retrieve(
             thresholds,
             term_chunks,
             count,
+            written_in=lang,
         )
 
     count = shard.count() if terms and calibration else 0
@@ -264,6 +273,7 @@ def retrieve(
         empty=not sources and shard.count() == 0,
         kb_languages=tuple(present),
         language_chunks=counts,
+        language_best=language_best,
         term_chunks=term_chunks,
         chunks=count or (shard.count() if terms else 0),
         timings={

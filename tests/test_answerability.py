@@ -43,6 +43,47 @@ def test_ingest_calibrates_the_baseline(kb_copy: Path) -> None:
         assert base["sd"] > 0
 
 
+def test_a_source_in_the_other_language_is_rated_against_its_own_language(
+    runner: CliRunner, kb_copy: Path
+) -> None:
+    """Sample docs in both languages: a Chinese question answered only by the English runbook. Its
+    chunk's cosine is measured against the baseline over English chunks (the default embedder
+    scores cross-language pairs on another scale), so it is rated relevant and its sentence nearest
+    the question leads the answer. Against the all-chunks baseline it was rated 0.0 and the answer
+    quoted an unrelated Chinese sentence."""
+    calibration = load_calibration(kb_copy / "default")
+    assert calibration is not None
+    across = calibration["written_in"]["zh"]["en"]["mean"]
+    assert across < calibration["written_in"]["zh"]["zh"]["mean"]
+    result = runner.invoke(app, ["ask", "值班交接是在每周什么时间进行的？", "--json"])
+    assert result.exit_code == 0, result.stdout + result.stderr
+    payload = json.loads(result.stdout)
+    runbook = [s for s in payload["sources"] if s["path"].endswith("oncall-runbook.pdf")]
+    assert runbook
+    assert max(s["relevance"] for s in runbook) > 0.5
+    assert "Monday at 10:00 UTC" in payload["answer"]
+
+
+def test_a_baseline_without_per_language_parts_is_rebuilt_by_the_next_ingest(
+    runner: CliRunner, kb_copy: Path, real_kb: dict[str, Path]
+) -> None:
+    """A knowledge base calibrated before the per-language baselines keeps answering with its old
+    baseline, and the next `kb ingest` (nothing changed) replaces it."""
+    path = kb_copy / "default" / "answerability.json"
+    data = json.loads(path.read_text(encoding="utf-8"))
+    del data["written_in"]
+    path.write_text(json.dumps(data), encoding="utf-8")
+    asked = runner.invoke(app, ["ask", SAMPLE_QUESTIONS[0], "--json"])
+    assert asked.exit_code == 0, asked.stdout + asked.stderr
+    assert json.loads(asked.stdout)["sources"][0]["relevance"] is not None
+    done = runner.invoke(app, ["ingest", str(real_kb["docs"]), "--json"])
+    assert done.exit_code == 0, done.stdout + done.stderr
+    assert json.loads(done.stdout)["chunks_embedded"] == 0
+    rebuilt = load_calibration(kb_copy / "default")
+    assert rebuilt is not None
+    assert set(rebuilt["written_in"]) == {"en", "zh"}
+
+
 @pytest.mark.parametrize("question", OFF_TOPIC)
 def test_off_topic_questions_are_refused_with_the_signal_named(
     runner: CliRunner, kb_copy: Path, question: str

@@ -17,7 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from core.answerability import calibrate, load_calibration
+from core.answerability import calibrate, calibration_current, load_calibration
 from core.cache import EmbeddingCache
 from core.config import Settings, kb_home
 from core.engine import Engine, knowledge_base_exists, open_engine
@@ -84,7 +84,7 @@ def ingest(
         on_progress, files_total=len(plan.added) + len(plan.changed) + len(plan.renamed)
     )
     stats, written, problems = apply_plan(plan, engine, cache, progress)
-    if written or plan.deleted or load_calibration(engine.kb_dir) is None:
+    if written or plan.deleted or not calibration_current(load_calibration(engine.kb_dir)):
         calibrate(engine, cache)  # the refusal's baseline follows the knowledge base's content
     return replace(
         report,
