@@ -27,7 +27,7 @@ from core.errors import NothingToAnswerFrom
 from core.prompts import NOT_FOUND, answer_messages, not_found_text
 from core.results import Answer, Source
 from core.retrieve import Retrieval
-from core.text import answer_units, detect_language, tokenize
+from core.text import NO_LANGUAGE, answer_units, detect_language, tokenize
 
 MAX_ANSWER_SENTENCES = 3
 OnEvent = Callable[[str, str], None]  # (kind, text): kind is "token" or "thinking"
@@ -345,7 +345,7 @@ def _other_language_lead(
         return None
     top = max(rated, key=lambda s: s.relevance or 0.0)
     lang = detect_language(question)
-    if not top.lang or top.lang == lang or lang == "other":
+    if top.lang in ("", lang, NO_LANGUAGE) or lang == NO_LANGUAGE:
         return None
     opening = _answer_sentences(top)
     if not opening:

@@ -36,7 +36,7 @@ from core.engine import Engine, Search
 from core.errors import ConfigError
 from core.loaders import file_kinds
 from core.results import Source
-from core.text import detect_language, tokenize
+from core.text import NO_LANGUAGE, detect_language, tokenize
 
 Mode = Literal["hybrid", "dense", "sparse"]
 # Per search (and at least 4x top_k). 50, not 100: the same chunks come back in the same order
@@ -147,10 +147,14 @@ def retrieve(
     if query.mode != "sparse":
         counts = {str(lang): n for lang, n in shard.facet("lang", conditions).items()}
         present = sorted(counts)
-    if query.balance_languages and len(present) > 1:
-        searched_in: tuple[str | None, ...] = tuple(present)
+    # Chunks in no detected language (numbers, symbols: `detect_language`'s "other") are no
+    # language to balance or to cross to: they are searched with the question's language (else
+    # the first one), not normalised on their own, where the best of a few tables would score 1.
+    spoken = [lang for lang in present if lang != NO_LANGUAGE] or present
+    if query.balance_languages and len(spoken) > 1:
+        searched_in: tuple[str | None, ...] = tuple(spoken)
     else:
-        searched_in = (present[0] if len(present) == 1 else None,)
+        searched_in = (spoken[0] if len(spoken) == 1 else None,)
     embed_began = time.perf_counter()
     if query.mode == "sparse":
         vector = None
@@ -170,11 +174,15 @@ def retrieve(
     written: dict[str | None, str | None] = {}  # group -> the language of its chunks, when known
     searches: list[Search] = []
     if vector is not None:
-        if query.balance_languages and len(present) > 1:
-            languages = tuple(present)
+        if query.balance_languages and len(spoken) > 1:
+            languages = tuple(spoken)
+        host = asked_in if asked_in in languages else (languages[0] if languages else None)
         split = dual_split(engine.settings.embedding)
         for language, written_in in zip(languages or (None,), searched_in, strict=True):
-            scoped = {**conditions, "lang": language} if language else conditions
+            scoped = conditions
+            if language:
+                with_none = language == host and NO_LANGUAGE in present
+                scoped = {**conditions, "lang": [language, NO_LANGUAGE] if with_none else language}
             same = written_in == asked_in
             # With both models in one vector, a same-language search measures e5 alone at 1/sqrt(2).
             scale = math.sqrt(2) if split and same else 1.0
@@ -245,7 +253,7 @@ def retrieve(
             return None
         scale = groups[candidate.group].scale if candidate.group in groups else 1.0
         lang = str(candidate.payload.get("lang", ""))
-        same = lang == asked_in or (not lang and asked_in in present)
+        same = lang == asked_in or (lang in ("", NO_LANGUAGE) and asked_in in present)
         text = str(candidate.payload.get("text", ""))
         return relevance(
             candidate.dense * scale,

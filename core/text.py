@@ -174,12 +174,15 @@ class Sentence:
     end: int
 
 
+NO_LANGUAGE = "other"  # what `detect_language` says of text with no CJK and no Latin word
+
+
 def detect_language(text: str) -> str:
     """`zh` when CJK characters outweigh Latin words, `en` for Latin script, else `other`."""
     cjk = sum(len(run) for run in _CJK_RUN.findall(text))
     latin_words = len(_LATIN.findall(text))
     if cjk == 0 and latin_words == 0:
-        return "other"
+        return NO_LANGUAGE
     # A Chinese character carries about as much as an English word.
     return "zh" if cjk >= latin_words else "en"
 

@@ -233,12 +233,16 @@ def test_a_dual_question_runs_use_only_when_chunks_of_another_language_are_searc
         "refunds.md": "# Refunds\nRefunds are accepted within 30 days of purchase.\n",
         "tokens.md": "# Tokens\nAPI tokens expire after 90 days and can be rotated.\n",
         "backup.md": "# Backups\nThe nightly backup runs at 03:00 and keeps 14 copies.\n",
+        # No language (`detect_language`: "other"): searched with the question's language, neither
+        # a language to cross to nor a group of its own whose best chunk would score 1.
+        "figures.txt": "2024 | 3.5 | 17\n2025 | 4.1 | 19\n2026 | 4.8 | 23\n",
     }.items():
         (docs / name).write_text(text, encoding="utf-8")
     settings = make_settings(embedding={"provider": "local-dual"})
     question = "How long do API tokens last?"
     with open_engine(settings, purpose="write") as engine:
         ingest([docs], engine)
+        assert engine.shard.facet("lang") == {"en": 3, "other": 1}
         both = retrieve(
             RetrievalQuery(question, top_k=3), engine, vector=engine.query_vector(question)
         )
@@ -259,6 +263,10 @@ def test_a_dual_question_runs_use_only_when_chunks_of_another_language_are_searc
     ]
     assert alone.sources[0].path == "tokens.md"
     assert across.sources[0].path == "tokens.md"
+    # In a group of its own, the table's best cosine was normalised to 1: fused 0.6, second.
+    figures = [s.score for s in alone.sources if s.path == "figures.txt"]
+    assert alone.sources[1].path == "refunds.md"
+    assert all(score < 0.3 for score in figures)
 
 
 def test_the_client_gives_up_connecting_after_a_few_seconds_whatever_the_timeout() -> None:
