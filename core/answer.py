@@ -41,8 +41,10 @@ def answer(
     *,
     on_event: OnEvent | None = None,
     show_thinking: bool = False,
+    asked: str | None = None,
 ) -> Answer:
-    """Answer the retrieved question: refused, extractive or generated, with checked citations.
+    """Answer the retrieved question: refused, extractive or generated, with checked citations
+    (`asked`: what the person typed, when the question retrieved was rewritten from it).
 
     Needs the engine's settings and models, not its store: callers may `release()` the knowledge
     base first, so a long generation never keeps `kb ingest` waiting.
@@ -73,7 +75,8 @@ def answer(
         return replace(base, answer=not_found_text(lang), kind="refused")
     llm = engine.llm
     if llm is None:
-        text, cited = extractive_answer(question, sources, nearest=_nearest_to(question, engine))
+        nearest = _nearest_to(question, engine)
+        text, cited = extractive_answer(question, sources, nearest=nearest, asked=asked)
         return replace(
             base,
             answer=text,
@@ -262,6 +265,7 @@ class _Scored:
 RELEVANCE_GAP_WEIGHT = 0.5
 RANK_STEP = 0.02  # per rank, for sources without a calibrated relevance
 NEIGHBOUR_WEIGHT = 0.3
+TOPIC_WEIGHT = 0.25  # a follow-up's topic words, next to its own (`kb chat`)
 
 _SHORT_LINE = 48  # characters: a title line or a line after a colon this short may be the answer
 _VERSION_OR_DATE = re.compile(r"\d+(?:\.\d+){1,3}|\d{4}[-/.年]\d{1,2}")
@@ -271,7 +275,11 @@ Nearest = Callable[[list[str]], int]  # the index of the sentence nearest the qu
 
 
 def extractive_answer(
-    question: str, sources: Sequence[Source], *, nearest: Nearest | None = None
+    question: str,
+    sources: Sequence[Source],
+    *,
+    nearest: Nearest | None = None,
+    asked: str | None = None,
 ) -> tuple[str, tuple[int, ...]]:
     """The sentences that best match the question, each followed by its [n], and the [n] used.
 
@@ -283,8 +291,12 @@ def extractive_answer(
     Falls back to the opening of the best source when no sentence shares a word with the question.
     A source in another language than the question shares no word with it: with `nearest` (the
     embedder), its sentence nearest the question in meaning leads the answer; else its opening.
+    `asked`: what the person typed when `question` is a chat follow-up asked with its topic ("那内存
+    需要多少？ (Nginx 反向代理…)"): the topic's own words weigh only TOPIC_WEIGHT, so the sentence
+    answering the follow-up beats the one that answered the topic.
     """
     terms = set(tokenize(question))
+    own = set(tokenize(asked)) if asked else terms
     sentences: list[tuple[int, int, str, set[str]]] = []
     frequency: Counter[str] = Counter()
     for rank, source in enumerate(sources):
@@ -295,7 +307,10 @@ def extractive_answer(
             sentences.append((rank, order, text, words))
             frequency.update(words & terms)
     total = max(1, len(sentences))
-    weight = {t: math.log(1 + total / (1 + frequency[t])) for t in terms}
+    weight = {
+        t: math.log(1 + total / (1 + frequency[t])) * (1.0 if t in own else TOPIC_WEIGHT)
+        for t in terms
+    }
     possible = sum(weight.values()) or 1.0
     behind = _behind_best(sources)
     raw = [
@@ -309,6 +324,10 @@ def extractive_answer(
             around = [raw[j] for j in (i - 1, i + 1) if 0 <= j < total and sentences[j][0] == rank]
             score += NEIGHBOUR_WEIGHT * max([0.0, *around])
         scored.append(_Scored(score, sources[rank].n, order, text))
+    if asked:  # a follow-up: sentences naming none of its own words answered the topic before
+        speaks = [bool(words & own) for _, _, _, words in sentences]
+        if any(speaks):
+            scored = [s for s, ok in zip(scored, speaks, strict=True) if ok]
     across = _other_language_lead(question, sources, nearest)
     room = MAX_ANSWER_SENTENCES - (1 if across else 0)
     best = sorted(
@@ -377,7 +396,10 @@ def _answer_sentences(source: Source) -> list[str]:
     headings = set(source.headings)
     out: list[str] = []
     title = ""
+    taken = -1  # the unit a line ending in a colon took with it: not a sentence again
     for index, unit in enumerate(units):
+        if index == taken:
+            continue
         if unit.heading:
             short = len(unit.text) <= _SHORT_LINE
             title = unit.text if short and _VERSION_OR_DATE.search(unit.text) else ""
@@ -389,6 +411,7 @@ def _answer_sentences(source: Source) -> list[str]:
             after = units[index + 1].text
             if len(after) <= _SHORT_LINE:
                 text = f"{text} {after}"
+                taken = index + 1
         if title and title not in text:
             text = f"{title}: {text}"
         out.append(text)

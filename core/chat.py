@@ -167,7 +167,12 @@ class ChatSession:
         )
         retrieval = retrieve(query, engine)
         engine.release()  # answering needs no store: `kb ingest` need not wait for the LLM
-        result = answer(retrieval, engine, on_event=on_event, show_thinking=show_thinking)
+        # "那内存需要多少？" asks of its own subject (the topic only places it): its answer should
+        # name it. "How do I change it?" asks of the topic's: the topic's words answer it.
+        asked = question if how == "rule" and not leans_on_pronoun(question) else None
+        result = answer(
+            retrieval, engine, on_event=on_event, show_thinking=show_thinking, asked=asked
+        )
         turn = Turn(question, standalone, replace(result, question=question), how)
         self.turns.append(turn)
         return turn
@@ -199,12 +204,19 @@ class ChatSession:
         self.turns.clear()
 
 
+def leans_on_pronoun(question: str) -> bool:
+    """Whether the question refers back with a pronoun ("it", "它"); an opening "那" opens, it
+    does not refer."""
+    opens = _OPENERS.search(question)
+    return _PRONOUNS.search(question[opens.end() :] if opens else question) is not None
+
+
 def looks_like_follow_up(question: str) -> bool:
     """Leaning on a pronoun and naming fewer than three things of its own; or short, or opening
     like a continuation, and naming at most one."""
     own = len(content_words(question))
     opens = _OPENERS.search(question)
-    if _PRONOUNS.search(question[opens.end() :] if opens else question):  # "那" opens, not refers
+    if leans_on_pronoun(question):
         return own < 3
     words = len(question.split()) + len(_CJK.findall(question)) // 2
     return (words < SHORT_FOLLOW_UP or opens is not None) and own < 2

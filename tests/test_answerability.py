@@ -192,6 +192,26 @@ def test_a_line_ending_in_a_colon_takes_the_short_answer_after_it() -> None:
     assert "lumen admin reset-password" in answer
 
 
+def test_the_line_a_colon_took_is_not_quoted_again() -> None:
+    text = (
+        "### 配置 Nginx 反向代理\n\n有两点最容易出错：\n\n"
+        "- 必须把 client_max_body_size 设置为 50m；\n- 必须转发 WebSocket 升级请求。\n"
+    )
+    answer, _ = extractive_answer("client_max_body_size 应该设置为多少？", [_source(text)])
+    assert answer.count("client_max_body_size 设置为 50m") == 1
+
+
+def test_a_follow_up_is_answered_by_its_own_words_before_its_topics() -> None:
+    nginx = _source("有两点最容易出错：必须把 client_max_body_size 设置为 50m。", 1)
+    hardware = _source("## 硬件要求\n\n- 内存：至少 2 GB。\n- 磁盘：至少 20 GB。", 2)
+    question = "那内存需要多少？ (Nginx 的 client_max_body_size 应该设置为多少？)"
+    topic_first, _ = extractive_answer(question, [nginx, hardware])
+    assert "client_max_body_size" in topic_first
+    answer, cited = extractive_answer(question, [nginx, hardware], asked="那内存需要多少？")
+    assert answer == "内存：至少 2 GB。 [2]"
+    assert cited == (2,)
+
+
 def test_a_title_before_a_name_does_not_end_a_sentence() -> None:
     # XQuAD-en (CC BY-SA 4.0): "Who is the president of TUMAS?" was cut after "Rev."
     text = (

@@ -108,6 +108,25 @@ def test_scripted_chat_answers_each_line_in_order_with_memory(
     assert second["standalone"] == f"How do I change it? ({PORT_Q})"
 
 
+def test_a_follow_up_naming_its_own_subject_is_answered_about_it(
+    runner: CliRunner, kb_copy: Path
+) -> None:
+    """ "那内存需要多少？" after a question on Nginx is asked with that topic (to find the deployment
+    guide), but its answer is the memory line, not the Nginx sentences again. A follow-up leaning on
+    a pronoun is answered from its topic's words, as before."""
+    nginx = "Nginx 反向代理的 client_max_body_size 应该设置为多少？"
+    script = f"{nginx}\n那内存需要多少？\n{PORT_Q}\nHow do I change it?\n"
+    result = runner.invoke(app, ["chat", "--json"], input=script)
+    assert result.exit_code == 0, result.stderr
+    first, memory, port, change = _json_lines(result.stdout)
+    assert "50m" in str(first["answer"])
+    assert memory["standalone"] == f"那内存需要多少？ ({nginx})"
+    assert "2 GB" in str(memory["answer"])
+    assert "client_max_body_size" not in str(memory["answer"])
+    assert "8743" in str(port["answer"])
+    assert "LUMEN_SERVER_PORT" in str(change["answer"])
+
+
 def test_plain_scripted_chat_and_slash_commands(runner: CliRunner, kb_copy: Path) -> None:
     result = runner.invoke(
         app, ["chat"], input=f"/help\n{PORT_Q}\n/why\n/sources\n/exit\nignored?\n"
