@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from core.config import USER_DIR_ENV, Settings, load_settings, user_config_dir
 from core.engine import Engine, open_engine
 from tests.fakes import HashEmbedding
+from tests.kbcopy import copy_kb
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples" / "docs"
@@ -153,6 +154,6 @@ def real_kb(tmp_path_factory: pytest.TempPathFactory, models_cache: Path) -> dic
 def kb_copy(real_kb: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A private copy of the session's ingested sample knowledge base."""
     home = tmp_path / "realhome"
-    shutil.copytree(real_kb["home"], home)
+    copy_kb(real_kb["home"], home)
     monkeypatch.setenv("KB_KB__HOME", str(home))
     return home

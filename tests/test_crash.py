@@ -24,6 +24,7 @@ from core.config import load_settings
 from core.engine import open_engine
 from core.ingest.pipeline import CHUNK_NAMESPACE
 from stores.shard import EdgeShardStore
+from tests.kbcopy import copy_kb
 
 REPO = Path(__file__).resolve().parents[1]
 KILLS = 22
@@ -279,7 +280,7 @@ def test_a_crash_at_every_store_write_leaves_each_file_whole_or_absent(
     original = EdgeShardStore._write
     for kill_at in range(1, 200):
         home = tmp_path / f"kill-{kill_at}"
-        shutil.copytree(base, home)
+        copy_kb(base, home)
         settings = load_settings(environ={}, overrides={"kb": {"home": str(home)}}).settings
         writes = 0
 

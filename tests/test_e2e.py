@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.kbcopy import copy_kb
+
 KB = [sys.executable, "-m", "cli"]
 
 
@@ -24,7 +26,7 @@ def _run(args: list[str], home: Path, **kw: object) -> subprocess.CompletedProce
 @pytest.fixture
 def home(real_kb: dict[str, Path], tmp_path: Path) -> Path:
     copy = tmp_path / "home"
-    shutil.copytree(real_kb["home"], copy)
+    copy_kb(real_kb["home"], copy)
     return copy
 
 

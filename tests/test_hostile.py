@@ -10,7 +10,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import shutil
 import subprocess
 import sys
 import zipfile
@@ -23,6 +22,7 @@ from typer.testing import CliRunner
 
 from cli.app import ExitCode, app
 from tests.conftest import EXAMPLES
+from tests.kbcopy import copy_kb
 from tests.openai_server import FakeOpenAI
 from tests.test_e2e import _without_file_permission_override
 
@@ -256,7 +256,7 @@ def test_forget_a_file_with_brackets_and_a_folder_with_brackets(
     in_process: dict[str, Any], tmp_path: Path
 ) -> None:
     home = tmp_path / "home"
-    shutil.copytree(in_process["env"]["KB_KB__HOME"], home)
+    copy_kb(Path(in_process["env"]["KB_KB__HOME"]), home)
     env = {**in_process["env"], "KB_KB__HOME": str(home)}
     root: Path = in_process["root"]
     for target, gone in [

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Callable
@@ -21,6 +20,7 @@ from core.embedders import SPECS, e5, e5int8
 from core.engine import open_engine
 from core.errors import ProviderError, StoreMismatch
 from core.providers import make_embedder
+from tests.kbcopy import copy_kb
 
 pytestmark = pytest.mark.slow
 
@@ -127,7 +127,7 @@ def test_int8_is_another_embedder_whose_vectors_never_mix_with_locals(
     assert int8.fingerprint != local.fingerprint
     assert int8.dim == local.dim
     home = tmp_path / "home"
-    shutil.copytree(real_kb["home"], home)  # built with the default, local-dual
+    copy_kb(real_kb["home"], home)  # built with the default, local-dual
     for other in ("local-int8", "local"):
         settings = make_settings(kb={"home": str(home)}, embedding={"provider": other})
         with pytest.raises(StoreMismatch) as caught, open_engine(settings, purpose="read"):
