@@ -45,7 +45,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from core.answer import _nearest_to, extractive_answer  # noqa: E402
+from core.answer import extractive_answer, nearest_to  # noqa: E402
 from core.answerability import (  # noqa: E402
     Thresholds,
     calibrate,
@@ -336,7 +336,7 @@ def gold_share(
             if q.origin != kb or not q.answers:
                 continue
             sources = data["retrievals"][(kb, q.id)].sources
-            text, _ = extractive_answer(q.text, sources, nearest=_nearest_to(q.text, engine))
+            text, _ = extractive_answer(q.text, sources, nearest=nearest_to(q.text, engine))
             flat = normalise(text)
             hits += any(normalise(a) in flat for a in q.answers)
             total += 1

@@ -75,7 +75,7 @@ def answer(
         return replace(base, answer=not_found_text(lang), kind="refused")
     llm = engine.llm
     if llm is None:
-        nearest = _nearest_to(question, engine)
+        nearest = nearest_to(question, engine)
         text, cited = extractive_answer(question, sources, nearest=nearest, asked=asked)
         return replace(
             base,
@@ -376,7 +376,7 @@ def _other_language_lead(
 LEAD_CANDIDATES = 16  # sentences of an other-language source compared with the question
 
 
-def _nearest_to(question: str, engine: Engine) -> Nearest:
+def nearest_to(question: str, engine: Engine) -> Nearest:
     """Which of some sentences is nearest `question` by the knowledge base's own embedder (the
     vectors are normalised: a dot product is the cosine)."""
 

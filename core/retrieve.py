@@ -125,11 +125,13 @@ class _Candidate:
 @dataclass(frozen=True)
 class _Group:
     """The chunks of one language (or all): the query vector they are searched with, the conditions
-    that select them, and what scales their top cosine back to e5's (`local-dual`)."""
+    that select them, what scales their top cosine back to e5's (`local-dual`), and the language
+    its chunks are written in (None: not known)."""
 
     vector: list[float]
     conditions: dict[str, Any]
     scale: float
+    written_in: str | None
 
 
 def retrieve(
@@ -171,7 +173,6 @@ def retrieve(
     best_dense: float | None = None
     language_best: dict[str, float] = {}
     groups: dict[str | None, _Group] = {}  # language (None: all at once) -> how it is searched
-    written: dict[str | None, str | None] = {}  # group -> the language of its chunks, when known
     searches: list[Search] = []
     if vector is not None:
         if query.balance_languages and len(spoken) > 1:
@@ -186,9 +187,9 @@ def retrieve(
             same = written_in == asked_in
             # With both models in one vector, a same-language search measures e5 alone at 1/sqrt(2).
             scale = math.sqrt(2) if split and same else 1.0
-            group = _Group(_group_vector(vector, split, same_language=same), scoped, scale)
+            group_vector = _group_vector(vector, split, same_language=same)
+            group = _Group(group_vector, scoped, scale, written_in)
             groups[language] = group
-            written[language] = written_in
             # The nearest chunks, and the farthest one (nearest to the negated query): its cosine
             # is the lowest, which the normalisation needs. Both go in the first batch.
             searches.append(Search(depth, group.vector, conditions=scoped, with_payload=False))
@@ -213,8 +214,8 @@ def retrieve(
         ranges[language] = (-farthest[0].score, hits[0].score)
         top = hits[0].score * group.scale
         best_dense = top if best_dense is None else max(best_dense, top)
-        if written.get(language):
-            language_best[str(written[language])] = top
+        if group.written_in:
+            language_best[group.written_in] = top
         for hit in hits:
             candidates[hit.id] = _Candidate(hit.id, dense=hit.score, group=language)
     best_sparse = 0.0
