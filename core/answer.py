@@ -164,7 +164,8 @@ def judge(retrieval: Retrieval, engine: Engine) -> Verdict:
     threshold alone (0: never refuse)."""
     configured = engine.settings.retrieval.min_score
     if configured == "auto":
-        return decide(retrieval, load_calibration(engine.kb_dir), engine.refusal)
+        calibration = load_calibration(engine.kb_dir)
+        return decide(retrieval, calibration, engine.refusal, words=engine.word_vectors)
     return decide(retrieval, None, Thresholds(), fallback=float(configured), keywords=False)
 
 

@@ -14,17 +14,23 @@ ones. The decision here looks at:
   the other language is measured against the baseline questions' best cosines over that language's
   chunks, so its relevance reads like a same-language source's (`local-dual` scores the two kinds
   of pair on different scales: e5 alone, and the mean of e5's and USE's cosines).
-- `coverage`: the share of the question's content words (weighted by length, as a cheap rarity
-  proxy) found in the top sources written in the question's language. Not used when none of the
-  top sources is: a Chinese question shares no word with English text, and that is no reason to
-  refuse it.
+- `coverage`: the share of the question's content words (weighted by their rarity in the
+  knowledge base) found in the top sources written in the question's language.
+- `translated_coverage`: when none of the top sources is in the question's language (a Chinese
+  question shares no word with English text, and that is no reason to refuse it), how well the
+  question's topic words are matched by words of the top sources through word vectors that place
+  a word near its translation (USE: 天气 / weather 0.95, 蛋白质 / protein 0.91). "今天北京的天气怎么样？"
+  finds no weather, Beijing or today in abstracts on immunology; a question about them finds its
+  words. Names are its weak side (尼克松 is not matched to Nixon), so it is added to dense_z rather
+  than used alone.
 
 Each signal has one threshold per embedder (its row's `refusal` in `core.embedders.SPECS`, read
 through the embedder a knowledge base records: another model's cosines sit elsewhere), fitted on
 other knowledge bases than the one it is measured on (`benchmarks/answerability.py`,
 leave-one-set-out). The first signal under its threshold is the
 reason given (`kb ask --json`: `refusal`). Costs well under a millisecond: everything is read from
-the retrieval already done.
+the retrieval already done, except the word vectors of a question asked across languages (~200
+words of the top sources, ~25 ms the first time, then kept by the process).
 """
 
 from __future__ import annotations
@@ -32,12 +38,12 @@ from __future__ import annotations
 import json
 import math
 import statistics
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from core.text import detect_language, tokenize
+from core.text import content_words, detect_language, surface_words, tokenize
 
 if TYPE_CHECKING:
     from core.cache import EmbeddingCache
@@ -49,6 +55,12 @@ CALIBRATION_FILE = "answerability.json"
 MIN_LANGUAGE_SHARE = 0.1
 CALIBRATION_VERSION = 1
 COVERAGE_SOURCES = 3  # the top sources whose words count as covered
+# A question word's best cosine to a source word, read as covered from 0 (at or below LOW) to whole
+# (at or above HIGH): translations score 0.8-0.96, unrelated words ~0.3 (soft credit separated
+# better than one cut-off: AUC 0.962 against 0.887 at 0.65, benchmarks/answerability.py's sets).
+TRANSLATED_LOW, TRANSLATED_HIGH = 0.4, 0.8
+
+WordVectors = Callable[[Sequence[str]], Any]  # words -> unit vectors, one row each (numpy)
 
 # Everyday questions no knowledge base of documents is about. Asked of each knowledge base at ingest
 # to learn what its best cosine looks like for a question it cannot answer. Not the benchmark's
@@ -134,6 +146,10 @@ class Thresholds:
     support: float = 3.25  # dense_z + coverage_weight * coverage, when a source shares the language
     coverage_weight: float = 6.0
     dense_z: float = -1.25  # dense_z alone, when no top source is in the question's language
+    # dense_z + cross_weight * translated_coverage, when no top source is in the question's language
+    # and word vectors are at hand (None: that rule is not fitted for this embedder: dense_z alone)
+    cross_support: float | None = None
+    cross_weight: float = 6.0
     # Without a baseline (a knowledge base built before it existed): the raw cosine; 0: never.
     dense: float = 0.0
 
@@ -159,6 +175,11 @@ class Verdict:
         if self.signal == "support":
             z, cover = self.signals["dense_z"], self.signals["coverage"]
             line += f" (dense_z {z:.2f} + {self.coverage_weight:g} x coverage {cover:.2f})"
+        if self.signal == "cross_support":
+            z, cover = self.signals["dense_z"], self.signals["translated_coverage"]
+            line += (
+                f" (dense_z {z:.2f} + {self.coverage_weight:g} x translated_coverage {cover:.2f})"
+            )
         return line
 
 
@@ -306,8 +327,13 @@ def _dense_z(
     return (cosine - float(base["mean"])) / float(base["sd"])
 
 
-def signals(retrieval: Retrieval, calibration: dict[str, Any] | None) -> dict[str, float | None]:
-    """Every signal of one question (None: not applicable)."""
+def signals(
+    retrieval: Retrieval,
+    calibration: dict[str, Any] | None,
+    words: WordVectors | None = None,
+) -> dict[str, float | None]:
+    """Every signal of one question (None: not applicable). `words`: word vectors for
+    `translated_coverage` (without them, or with a top source in the question's language, None)."""
     question = retrieval.query.question
     lang = detect_language(question)
     best = retrieval.best_dense
@@ -330,10 +356,15 @@ def signals(retrieval: Retrieval, calibration: dict[str, Any] | None) -> dict[st
         ),
         default=None,
     )
+    translated = None
+    if cover is None and words is not None and retrieval.sources:
+        top = [s.text for s in retrieval.sources[:COVERAGE_SOURCES]]
+        translated = translated_coverage(question, top, words)
     return {
         "dense": best,
         "dense_z": None if dense_z is None else round(dense_z, 3),
         "coverage": None if cover is None else round(cover, 3),
+        "translated_coverage": None if translated is None else round(translated, 3),
     }
 
 
@@ -344,10 +375,13 @@ def decide(
     *,
     fallback: float | None = None,
     keywords: bool = True,
+    words: WordVectors | None = None,
 ) -> Verdict:
     """Answer or refuse; the first signal under its threshold is the reason. Without a baseline
-    the raw cosine is held to `fallback` (default `thresholds.dense`; 0: never refused on it)."""
-    found = signals(retrieval, calibration)
+    the raw cosine is held to `fallback` (default `thresholds.dense`; 0: never refused on it).
+    `words`: word vectors, for a question no top source shares the language of."""
+    use_words = keywords and thresholds.cross_support is not None
+    found = signals(retrieval, calibration, words if use_words else None)
     if not retrieval.sources:
         return Verdict(False, "no_sources", None, None, found)
     return verdict(found, thresholds, fallback=fallback, keywords=keywords)
@@ -361,7 +395,8 @@ def verdict(
     keywords: bool = True,
 ) -> Verdict:
     """The decision over signals already computed (see `decide`): `support` when a top source is
-    in the question's language, else `dense_z` alone, else (no baseline) the raw cosine."""
+    in the question's language, else `cross_support` (dense_z and the translated coverage) where
+    the embedder has that rule, else `dense_z` alone, else (no baseline) the raw cosine."""
     z, cover = found["dense_z"], found["coverage"] if keywords else None
     if z is not None and cover is not None:
         support = z + thresholds.coverage_weight * cover
@@ -370,6 +405,14 @@ def verdict(
             return Verdict(
                 False, "support", support, thresholds.support, found, thresholds.coverage_weight
             )
+        return Verdict(True, "", None, None, found)
+    translated = found.get("translated_coverage") if keywords else None
+    if z is not None and translated is not None and thresholds.cross_support is not None:
+        support = z + thresholds.cross_weight * translated
+        found = {**found, "cross_support": round(support, 3)}
+        if support < thresholds.cross_support:
+            limit = thresholds.cross_support
+            return Verdict(False, "cross_support", support, limit, found, thresholds.cross_weight)
         return Verdict(True, "", None, None, found)
     if z is not None:
         if z < thresholds.dense_z:
@@ -403,3 +446,21 @@ def coverage(
         weight = {t: math.log(1.0 + len(t)) for t in terms}
     total = sum(weight.values())
     return sum(w for t, w in weight.items() if t in present) / total if total else None
+
+
+def translated_coverage(question: str, texts: Sequence[str], words: WordVectors) -> float | None:
+    """How well the question's topic words are matched by the words of `texts` (in another
+    language) through their word vectors: each question word by its nearest word there, credited
+    from 0 at a cosine of TRANSLATED_LOW to whole at TRANSLATED_HIGH; the mean over the question's
+    words (None: the question has no topic word)."""
+    import numpy as np
+
+    asked = content_words(question)
+    if not asked:
+        return None
+    found = list(dict.fromkeys(w for text in texts for w in surface_words(text)))
+    if not found:
+        return 0.0
+    best = (words(asked) @ words(found).T).max(axis=1)
+    credit = np.clip((best - TRANSLATED_LOW) / (TRANSLATED_HIGH - TRANSLATED_LOW), 0.0, 1.0)
+    return float(credit.mean())

@@ -12,7 +12,7 @@ import json
 import re
 import shutil
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
@@ -132,6 +132,15 @@ class Engine:
                     return list(one_language(text))
                 return encoder.query(text)
         return list(self.embedder.get_query_embedding(text))
+
+    def word_vectors(self, words: Sequence[str]) -> Any:
+        """Unit vectors of single words from the bundled USE (`core.embedders.use.word_vectors`),
+        whatever embedder the knowledge base has: for comparing a question's words with a source's
+        in another language (`core.answerability.translated_coverage`)."""
+        from core.embedders import use
+
+        use.configure(self.settings.embedding)  # the models folder USE's cached copy is kept in
+        return use.word_vectors(words)
 
     def passage_vectors(self, texts: list[str]) -> list[list[float]]:
         """Passages' dense vectors, as ingest embeds them (served like `query_vector`; no LlamaIndex

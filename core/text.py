@@ -248,6 +248,46 @@ def tokenize(text: str) -> Iterator[str]:
             yield token
 
 
+# Chinese function and question words: jieba keeps them as words, and in a question they carry no
+# topic (the keyword side lets IDF discount them; a word-for-word comparison across languages cannot).
+_ZH_FUNCTION = """的 了 是 在 和 与 及 或 有 没有 什么 哪 哪个 哪些 哪里 哪儿 哪种 哪一 哪一个 哪位 谁 为什么
+    为何 怎么 怎样 怎么样 如何 多少 几 多 吗 呢 吧 啊 呀 么 这 那 这个 那个 这些 那些 一个 一种 一 个
+    种 被 把 对 从 到 为 以 于 之 也 都 而 其 他 她 它 他们 她们 它们 我 你 您 我们 你们 自己 可以 会
+    能 要 就 还 又 等 由 所 该 着 过 给 让 使 将 并 但 但是 因为 所以 如果 是否 是不是 不 上 下 中 里
+    内 后 前 时 时候 当 已 已经 曾 曾经 被称为 称为 叫 叫做 哪年 何时 何 多久 一下 最 很 更 得 地
+    就是 还是 或者 以及 什么样 主要 通常 应该 需要 能否 可能 才 再 刚 刚才 正在 一些 有些 有关"""
+_ZH_FUNCTION_WORDS = frozenset(_ZH_FUNCTION.split())
+# English words the stop list keeps that say nothing of a topic in a question (stemmed forms).
+_EN_FILLER = frozenset({"mani", "much", "also", "may", "might", "must", "shall", "whose", "one"})
+_EN_FILLER |= {"get", "make", "use", "us"}
+
+
+def surface_words(text: str) -> list[str]:
+    """The keyword tokenizer's words of `text`, each once and unstemmed (lower-cased): for comparing
+    words across languages by their vectors, where a stem ("studi") would not be a word."""
+    normalised = unicodedata.normalize("NFKC", text).lower()
+    words: list[str] = []
+    for token in _TOKEN.findall(normalised):
+        if token.isascii() or not _CJK_RUN.fullmatch(token):
+            if token not in _STOPWORDS and not (len(token) == 1 and token.isalpha()):
+                words.append(token)
+        else:
+            words += [w for w in _jieba_cut()(token) if w.strip()]
+    return list(dict.fromkeys(words))
+
+
+def content_words(text: str) -> list[str]:
+    """The `surface_words` of a question that name its topic: without Chinese function words and
+    English fillers, and without jieba's shorter search-mode pieces of a longer word."""
+    stem = _stem()
+    words = [
+        w
+        for w in surface_words(text)
+        if w not in _ZH_FUNCTION_WORDS and not (w.isascii() and stem(w) in _EN_FILLER)
+    ]
+    return [w for w in words if not any(w != other and w in other for other in words)]
+
+
 def _term_id(token: str) -> int:
     return zlib.crc32(token.encode("utf-8"))
 

@@ -17,11 +17,11 @@ from typer.testing import CliRunner
 
 from cli.app import ExitCode, app
 from core.answer import extractive_answer
-from core.answerability import load_calibration
+from core.answerability import Thresholds, load_calibration, translated_coverage, verdict
 from core.chat import ChatSession, Turn
 from core.engine import Engine
 from core.results import Answer, Source
-from core.text import answer_units
+from core.text import answer_units, content_words, surface_words
 
 REPO = Path(__file__).resolve().parents[1]
 OFF_TOPIC = ("How do I bake sourdough bread?", "今天北京的天气怎么样？", "boiling point of mercury")
@@ -94,7 +94,7 @@ def test_off_topic_questions_are_refused_with_the_signal_named(
     assert payload["kind"] == "refused"
     assert payload["found"] is False
     signal = payload["refusal"].split()[0]
-    assert signal in ("support", "dense_z")
+    assert signal in ("support", "dense_z", "cross_support")
     value = float(payload["refusal"].split()[1])
     assert value == pytest.approx(payload["signals"][signal], abs=0.01)
     assert payload["sources"], "the nearest sources are still listed"
@@ -139,6 +139,104 @@ def test_exit_codes_survive_a_reader_that_leaves(kb_copy: Path) -> None:
     assert _kb_through_a_pipe(kb_copy, OFF_TOPIC[0], "true") == ExitCode.NO_ANSWER
     assert _kb_through_a_pipe(kb_copy, OFF_TOPIC[0], "head -1") == ExitCode.NO_ANSWER
     assert _kb_through_a_pipe(kb_copy, SAMPLE_QUESTIONS[0], "true") == ExitCode.OK
+
+
+# -------------------------------------------------------------------------------- across languages
+
+ENGLISH_DOCS = (
+    "install.md",
+    "configuration.md",
+    "CHANGELOG.txt",
+    "api",
+    "runbooks",
+    "policies/licensing-and-refunds.docx",
+)
+
+
+def test_an_english_knowledge_base_weighs_a_chinese_question_by_its_words(
+    runner: CliRunner, kb_copy: Path
+) -> None:
+    """The sample's English files alone, the real default embedder and USE's word vectors: no
+    source shares a Chinese question's language, so its words are looked for through their
+    translations. The weather in Beijing finds none and is refused on that rule; questions the
+    English files answer find theirs (退款 / refund, 值班 / on-call) and are answered."""
+    docs = [str(REPO / "examples" / "docs" / name) for name in ENGLISH_DOCS]
+    built = runner.invoke(app, ["ingest", *docs, "--kb", "english", "--json"])
+    assert built.exit_code == 0, built.stdout + built.stderr
+    refused = runner.invoke(app, ["ask", "今天北京的天气怎么样？", "--kb", "english", "--json"])
+    assert refused.exit_code == ExitCode.NO_ANSWER, refused.stdout + refused.stderr
+    payload = json.loads(refused.stdout)
+    assert payload["refusal"].startswith("cross_support ")
+    assert "translated_coverage" in payload["refusal"]
+    assert (
+        payload["signals"]["coverage"] is None
+    )  # no word in common: the same-language rule is out
+    assert payload["signals"]["translated_coverage"] < 0.4
+    for question, gold in (
+        ("Lumen 许可证的退款期限是多久？", "30 days"),
+        ("值班交接是在每周什么时间进行的？", "Monday at 10:00 UTC"),
+    ):
+        answered = runner.invoke(app, ["ask", question, "--kb", "english", "--json"])
+        assert answered.exit_code == 0, answered.stdout + answered.stderr
+        found = json.loads(answered.stdout)
+        assert found["signals"]["translated_coverage"] > 0.6
+        assert any(gold in source["text"] for source in found["sources"][:3])
+
+
+def test_a_question_keeps_its_topic_words_and_a_source_all_its_words() -> None:
+    assert content_words("今天北京的天气怎么样？") == ["今天", "北京", "天气"]
+    # jieba's search-mode pieces of a longer word are not words of their own
+    assert content_words("中华人民共和国的首都是哪里？") == ["中华人民共和国", "首都"]
+    assert content_words("How many moons does Jupiter have?") == ["moons", "jupiter"]
+    # a source keeps every word a question's word might match (jieba's pieces too), unstemmed, once
+    found = surface_words("Studies of proteins. Proteins fold; 蛋白质折叠。")
+    assert {"studies", "proteins", "fold", "蛋白质", "折叠"} <= set(found)
+    assert len(found) == len(set(found))
+    assert "of" not in found
+
+
+def _fake_words(pairs: dict[str, str]) -> Any:
+    """Word vectors where a word and its given translation share one axis and every other word
+    has its own: cosine 1 within a pair, 0 across."""
+    import numpy as np
+
+    same = {b: a for a, b in pairs.items()}
+    axes: dict[str, int] = {}
+
+    def vectors(words: Any) -> Any:
+        rows = np.zeros((len(words), 256), dtype=np.float32)
+        for row, word in enumerate(words):
+            rows[row, axes.setdefault(same.get(word, word), len(axes))] = 1.0
+        return rows
+
+    return vectors
+
+
+def test_translated_coverage_is_the_share_of_question_words_with_a_translation() -> None:
+    words = _fake_words({"天气": "weather", "北京": "beijing"})
+    assert translated_coverage("北京天气", ["Weather in Beijing."], words) == 1.0
+    assert translated_coverage("北京天气", ["It rained in Beijing."], words) == 0.5
+    assert translated_coverage("北京天气", ["Protein folding."], words) == 0.0
+    assert translated_coverage("什么？", ["Weather."], words) is None  # no topic word
+
+
+def test_a_cross_support_refusal_names_both_parts() -> None:
+    found: dict[str, float | None] = {
+        "dense": 0.5,
+        "dense_z": 1.0,
+        "coverage": None,
+        "translated_coverage": 0.25,
+    }
+    rule = Thresholds(dense_z=0.5, cross_support=4.0)
+    refused = verdict(found, rule)
+    assert not refused.answerable
+    assert refused.reason() == (
+        "cross_support 2.50 < threshold 4.00 (dense_z 1.00 + 6 x translated_coverage 0.25)"
+    )
+    assert verdict({**found, "translated_coverage": 0.75}, rule).answerable
+    # an embedder without that rule decides on dense_z alone, as before
+    assert verdict(found, Thresholds(dense_z=0.5)).answerable
+    assert verdict({**found, "translated_coverage": None}, rule).answerable
 
 
 # -------------------------------------------------------------------------------- extractive

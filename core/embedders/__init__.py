@@ -133,9 +133,9 @@ SPECS: Mapping[str, EmbedderSpec] = _table(
         encoder="core.embedders.dual",
         split=384,  # e5 (same-language precision), then USE (cross-language)
         # `benchmarks/answerability.py --provider local-dual`, fitted on all four sets: local's
-        # same-language thresholds (that side is e5's), a cross-language one of its own (USE's
-        # cosines separate other-language off-topic questions; -1.25 refuses none of them)
-        refusal=Thresholds(dense_z=0.75),
+        # same-language thresholds (that side is e5's); across languages dense_z plus the
+        # translated coverage (USE's word vectors), and dense_z alone where that is not known
+        refusal=Thresholds(dense_z=0.5, cross_support=4.0),
     ),
     EmbedderSpec(
         "local-dual-int8",
@@ -148,7 +148,7 @@ SPECS: Mapping[str, EmbedderSpec] = _table(
         encoder="core.embedders.dualint8",
         split=384,
         # `benchmarks/answerability.py --provider local-dual-int8`, fitted on all four sets
-        refusal=Thresholds(support=2.5, coverage_weight=4.0, dense_z=0.75),
+        refusal=Thresholds(support=2.5, coverage_weight=4.0, dense_z=0.5, cross_support=4.0),
     ),
     EmbedderSpec(
         "local-use",

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from core.config import EmbeddingSettings
 
 
-USE_DIM = 512  # the USE half's size
+USE_DIM = use.USE_DIM  # the USE half's size
 
 
 class Half(Protocol):

@@ -14,13 +14,21 @@ from __future__ import annotations
 import functools
 import os
 import threading
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 from core.embedders import e5
 from core.text import approx_tokens
 from core.usecache import Model, open_model
 
 _one = threading.Lock()
+USE_DIM = 512
+WORDS_KEPT = 20_000  # word vectors kept per process, 2 KB each (a knowledge base's questions and
+# top chunks use a few thousand distinct words); past it the memory starts over
+_words: dict[str, Any] = {}  # word -> its unit vector
 _notes: list[str] = []  # why the cached copy was not used ("" when it was), once loaded
 
 configure = e5.configure  # `[embedding] model_cache`: the models folder, shared with e5
@@ -53,6 +61,24 @@ def passages(texts: list[str]) -> list[list[float]]:
     loaded = model()
     with _one:
         return [[float(x) for x in row] for row in loaded.encode(texts)]
+
+
+def word_vectors(words: Sequence[str]) -> Any:
+    """Unit-length vectors of single words, (len(words), 512) float32: USE places a word near its
+    translation (天气 / weather 0.95), which lets a question's words be looked for in text of another
+    language. Kept per process (a knowledge base's words recur from question to question)."""
+    loaded = model()
+    with _one:
+        todo = [w for w in dict.fromkeys(words) if w not in _words]
+        if todo:
+            rows = np.asarray(loaded.encode(todo), dtype=np.float32)
+            rows /= np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
+            if len(_words) + len(todo) > WORDS_KEPT:
+                _words.clear()
+            _words.update(zip(todo, rows, strict=True))
+        if not words:
+            return np.zeros((0, USE_DIM), np.float32)
+        return np.stack([_words[w] for w in words])
 
 
 def count_tokens(text: str) -> int:
