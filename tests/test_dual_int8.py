@@ -31,7 +31,9 @@ FILES = {
     "回收站.md": "# 回收站\n\n删除的笔记会在回收站保留 60 天。\n",
     "值班.md": "# 值班\n\n值班交接在每周一上午十点进行。\n",
 }
-LOCAL = Thresholds(support=3.25, coverage_weight=6.0, dense_z=-1.25, dense=0.76)  # as shipped
+LOCAL = Thresholds(
+    support=3.25, coverage_weight=6.0, dense_z=-1.25, cross_support=2.25, dense=0.76
+)  # as shipped
 
 
 # -------------------------------------------------------------------------------- the row

@@ -111,7 +111,8 @@ SPECS: Mapping[str, EmbedderSpec] = _table(
         # dense (only for a knowledge base without a baseline): calibrated with `python
         # benchmarks/retrieval.py` on ../shared/data, the value that keeps 99% of answerable
         # questions (SciFact, XQuAD en, zh and zh->en: 3,858 questions; 1st percentile 0.764).
-        refusal=Thresholds(dense=0.76),
+        # cross_support: across languages, dense_z + 6 x translated coverage (all four sets).
+        refusal=Thresholds(cross_support=2.25, dense=0.76),
     ),
     EmbedderSpec(
         "local-int8",
@@ -122,7 +123,7 @@ SPECS: Mapping[str, EmbedderSpec] = _table(
         fingerprint="onnx-int8:multilingual-e5-small-q4",
         encoder="core.embedders.e5int8",
         # local's: the vectors agree to 0.997, so the best-chunk scores do too
-        refusal=Thresholds(dense=0.76),
+        refusal=Thresholds(cross_support=2.25, dense=0.76),
     ),
     EmbedderSpec(
         "local-dual",
