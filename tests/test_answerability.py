@@ -463,6 +463,45 @@ def test_the_most_relevant_source_in_another_language_leads_the_answer() -> None
     assert cited[0] == 1
 
 
+def test_sentences_whose_words_translate_the_question_lead_an_answer_across_languages() -> None:
+    """A Chinese question over an English runbook: the sentences whose words translate the
+    question's lead the answer, from any of the top sources in the other language, not the most
+    relevant source's opening. Two of them when no sentence shares a word with the question."""
+    words = _fake_words(
+        {"交接": "handoff", "每周": "monday", "时间": "10", "值班": "oncall", "进行": "happens"}
+    )
+    runbook = Source(
+        1,
+        "runbook.md",
+        "/runbook.md",
+        0.9,
+        "Internal document, version 3. The rotation has one primary engineer. "
+        "Swaps are allowed before the week starts.",
+        "1",
+        lang="en",
+        relevance=0.95,
+    )
+    handbook = Source(
+        2,
+        "handbook.md",
+        "/handbook.md",
+        0.8,
+        "Handoff happens every Monday at 10:00 UTC in the oncall channel. Lunch is at noon.",
+        "2",
+        lang="en",
+        relevance=0.9,
+    )
+    answer, cited = extractive_answer(
+        "值班交接是在每周什么时间进行的？", [runbook, handbook], words=words
+    )
+    assert answer.startswith("Handoff happens every Monday at 10:00 UTC in the oncall channel. [2]")
+    assert answer.count("[") == 2  # a second lead: nothing shares a word with the question
+    assert cited[0] == 2
+    # without word vectors, the most relevant source's opening, as before
+    before, _ = extractive_answer("值班交接是在每周什么时间进行的？", [runbook, handbook])
+    assert before.startswith("Internal document, version 3. [1]")
+
+
 def test_a_refused_question_never_reaches_the_llm(
     runner: CliRunner, kb_copy: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
