@@ -29,8 +29,8 @@ through the embedder a knowledge base records: another model's cosines sit elsew
 other knowledge bases than the one it is measured on (`benchmarks/answerability.py`,
 leave-one-set-out). The first signal under its threshold is the
 reason given (`kb ask --json`: `refusal`). Costs well under a millisecond: everything is read from
-the retrieval already done, except the word vectors of a question asked across languages (~200
-words of the top sources, ~25 ms the first time, then kept by the process).
+the retrieval already done, except the word vectors of a question asked across languages (150-300
+words of the top sources: 30-130 ms the first time, then kept by the process).
 """
 
 from __future__ import annotations
