@@ -27,7 +27,7 @@ from core.answerability import (
     WordVectors,
     decide,
     load_calibration,
-    translated_coverage,
+    translated_coverages,
 )
 from core.engine import Engine
 from core.errors import NothingToAnswerFrom
@@ -82,10 +82,7 @@ def answer(
         return replace(base, answer=not_found_text(lang), kind="refused")
     llm = engine.llm
     if llm is None:
-        nearest = nearest_to(question, engine)
-        text, cited = extractive_answer(
-            question, sources, nearest=nearest, asked=asked, words=engine.word_vectors
-        )
+        text, cited = extractive_answer(question, sources, asked=asked, words=engine.word_vectors)
         return replace(
             base,
             answer=text,
@@ -394,17 +391,19 @@ def _other_language_leads(
         ]
         if not candidates:
             return []
-        meaning = words([text for _, _, text in candidates]) @ words([question])[0]
+        texts = [text for _, _, text in candidates]
+        meaning = words(texts) @ words([question])[0]
+        translated = translated_coverages(question, texts, words) or [0.0] * len(texts)
         scored = [
             _Scored(
-                float(near)
-                + (translated_coverage(question, [text], words) or 0.0)
-                + LEAD_RELEVANCE * (source.relevance or 0.0),
+                float(near) + share + LEAD_RELEVANCE * (source.relevance or 0.0),
                 source.n,
                 order - LEAD_CANDIDATES,  # before the sentences found by shared words
                 text,
             )
-            for (source, order, text), near in zip(candidates, meaning, strict=True)
+            for (source, order, text), near, share in zip(
+                candidates, meaning, translated, strict=True
+            )
         ]
         return sorted(scored, key=lambda s: -s.score)[:LEADS]
     opening = _answer_sentences(top)

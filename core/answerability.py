@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from core.text import content_words, detect_language, surface_words, tokenize
+from core.text import detect_language, surface_words, tokenize, topic_words
 
 if TYPE_CHECKING:
     from core.cache import EmbeddingCache
@@ -453,14 +453,30 @@ def translated_coverage(question: str, texts: Sequence[str], words: WordVectors)
     language) through their word vectors: each question word by its nearest word there, credited
     from 0 at a cosine of TRANSLATED_LOW to whole at TRANSLATED_HIGH; the mean over the question's
     words (None: the question has no topic word)."""
-    import numpy as np
-
-    asked = content_words(question)
+    asked = topic_words(question)
     if not asked:
         return None
-    found = list(dict.fromkeys(w for text in texts for w in surface_words(text)))
+    return _translated(words(asked), [w for text in texts for w in surface_words(text)], words)
+
+
+def translated_coverages(
+    question: str, texts: Sequence[str], words: WordVectors
+) -> list[float] | None:
+    """`translated_coverage` of each of `texts` alone, the question's words read once."""
+    asked = topic_words(question)
+    if not asked:
+        return None
+    vectors = words(asked)
+    return [_translated(vectors, surface_words(text), words) for text in texts]
+
+
+def _translated(asked: Any, found: list[str], words: WordVectors) -> float:
+    """The credited share of the question's words (their vectors: `asked`) matched in `found`."""
+    import numpy as np
+
+    found = list(dict.fromkeys(found))
     if not found:
         return 0.0
-    best = (words(asked) @ words(found).T).max(axis=1)
+    best = (asked @ words(found).T).max(axis=1)
     credit = np.clip((best - TRANSLATED_LOW) / (TRANSLATED_HIGH - TRANSLATED_LOW), 0.0, 1.0)
     return float(credit.mean())

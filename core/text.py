@@ -234,12 +234,19 @@ def _stem() -> Callable[[str], str]:
 
 def tokenize(text: str) -> Iterator[str]:
     """Keyword tokens for BM25: jieba words for CJK, stemmed non-stop-words otherwise."""
-    normalised = unicodedata.normalize("NFKC", text).lower()
     stem = _stem()
+    for word in _words(text):
+        yield stem(word) if word.isascii() else word  # jieba's words are never ASCII
+
+
+def _words(text: str) -> Iterator[str]:
+    """The keyword tokenizer's words before stemming: lower-cased non-stop-words, and jieba's
+    words of CJK runs."""
+    normalised = unicodedata.normalize("NFKC", text).lower()
     for token in _TOKEN.findall(normalised):
         if token.isascii():  # most tokens: never a CJK run
             if token not in _STOPWORDS:
-                yield stem(token)
+                yield token
         elif _CJK_RUN.fullmatch(token):
             for word in _jieba_cut()(token):
                 if word.strip():
@@ -263,20 +270,14 @@ _EN_FILLER |= {"get", "make", "use", "us"}
 
 
 def surface_words(text: str) -> list[str]:
-    """The keyword tokenizer's words of `text`, each once and unstemmed (lower-cased): for comparing
-    words across languages by their vectors, where a stem ("studi") would not be a word."""
-    normalised = unicodedata.normalize("NFKC", text).lower()
-    words: list[str] = []
-    for token in _TOKEN.findall(normalised):
-        if token.isascii() or not _CJK_RUN.fullmatch(token):
-            if token not in _STOPWORDS and not (len(token) == 1 and token.isalpha()):
-                words.append(token)
-        else:
-            words += [w for w in _jieba_cut()(token) if w.strip()]
-    return list(dict.fromkeys(words))
+    """The keyword tokenizer's words of `text`, each once and unstemmed (lower-cased), without
+    single letters outside CJK: for comparing words across languages by their vectors, where a stem
+    ("studi") would not be a word."""
+    words = dict.fromkeys(_words(text))
+    return [w for w in words if len(w) > 1 or not w.isalpha() or _CJK_RUN.match(w)]
 
 
-def content_words(text: str) -> list[str]:
+def topic_words(text: str) -> list[str]:
     """The `surface_words` of a question that name its topic: without Chinese function words and
     English fillers, and without jieba's shorter search-mode pieces of a longer word."""
     stem = _stem()

@@ -21,7 +21,7 @@ from core.answerability import Thresholds, load_calibration, translated_coverage
 from core.chat import ChatSession, Turn
 from core.engine import Engine
 from core.results import Answer, Source
-from core.text import answer_units, content_words, surface_words
+from core.text import answer_units, surface_words, topic_words
 
 REPO = Path(__file__).resolve().parents[1]
 OFF_TOPIC = ("How do I bake sourdough bread?", "今天北京的天气怎么样？", "boiling point of mercury")
@@ -186,10 +186,10 @@ def test_an_english_knowledge_base_weighs_a_chinese_question_by_its_words(
 
 
 def test_a_question_keeps_its_topic_words_and_a_source_all_its_words() -> None:
-    assert content_words("今天北京的天气怎么样？") == ["今天", "北京", "天气"]
+    assert topic_words("今天北京的天气怎么样？") == ["今天", "北京", "天气"]
     # jieba's search-mode pieces of a longer word are not words of their own
-    assert content_words("中华人民共和国的首都是哪里？") == ["中华人民共和国", "首都"]
-    assert content_words("How many moons does Jupiter have?") == ["moons", "jupiter"]
+    assert topic_words("中华人民共和国的首都是哪里？") == ["中华人民共和国", "首都"]
+    assert topic_words("How many moons does Jupiter have?") == ["moons", "jupiter"]
     # a source keeps every word a question's word might match (jieba's pieces too), unstemmed, once
     found = surface_words("Studies of proteins. Proteins fold; 蛋白质折叠。")
     assert {"studies", "proteins", "fold", "蛋白质", "折叠"} <= set(found)
