@@ -16,12 +16,21 @@ import pytest
 from typer.testing import CliRunner
 
 from cli.app import ExitCode, app
+from core import answerability
 from core.answer import extractive_answer
-from core.answerability import Thresholds, load_calibration, translated_coverage, verdict
+from core.answerability import (
+    Thresholds,
+    dense_floors,
+    load_calibration,
+    translated_coverage,
+    verdict,
+)
 from core.chat import ChatSession, Turn
-from core.engine import Engine
+from core.config import load_settings
+from core.engine import Engine, Search, open_engine
 from core.results import Answer, Source
-from core.text import answer_units, surface_words, topic_words
+from core.retrieve import RetrievalQuery, retrieve
+from core.text import answer_units, detect_language, surface_words, topic_words
 
 REPO = Path(__file__).resolve().parents[1]
 OFF_TOPIC = ("How do I bake sourdough bread?", "今天北京的天气怎么样？", "boiling point of mercury")
@@ -41,6 +50,68 @@ def test_ingest_calibrates_the_baseline(kb_copy: Path) -> None:
         base = calibration["baseline"][lang]
         assert 0.5 < base["mean"] < 1.0
         assert base["sd"] > 0
+
+
+def test_ingest_records_each_languages_floor_and_hybrid_search_reads_it(
+    kb_copy: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The calibration keeps the mean lowest cosine per question and chunk language. On a large
+    knowledge base hybrid search then normalises from that floor instead of scanning every vector
+    for the farthest chunk (one search fewer per language), with the same top source as the scan
+    on the sample questions. (The sample knowledge base is small: it scans, unless told not to.)"""
+    calibration = load_calibration(kb_copy / "default")
+    assert calibration is not None
+    assert calibration["chunks"] < answerability.FLOOR_FROM_CHUNKS
+    assert dense_floors(calibration, "en") == {}
+    monkeypatch.setattr(answerability, "FLOOR_FROM_CHUNKS", 1)
+    for asked in ("en", "zh"):
+        floors = dense_floors(calibration, asked)
+        assert set(floors) == {"en", "zh"}
+        assert all(-1.0 < floor < 1.0 for floor in floors.values())
+    settings = load_settings().settings
+    with open_engine(settings, purpose="read") as engine:
+        batches: list[list[Search]] = []
+        search_many = engine.shard.search_many
+
+        def spy(searches: list[Search]) -> Any:
+            batches.append(list(searches))
+            return search_many(searches)
+
+        engine.shard.search_many = spy  # type: ignore[method-assign]
+        for question in SAMPLE_QUESTIONS:
+            batches.clear()
+            floored = retrieve(RetrievalQuery(question, top_k=3), engine)
+            assert not [s for batch in batches for s in batch if s.rough]
+            assert floored.language_lowest == {}
+            batches.clear()
+            scanned = retrieve(RetrievalQuery(question, top_k=3), engine, scan_lowest=True)
+            assert len([s for batch in batches for s in batch if s.rough]) == 2  # en and zh
+            assert set(scanned.language_lowest) == {"en", "zh"}
+            asked = detect_language(question)
+            for chunks_lang, lowest in scanned.language_lowest.items():
+                assert lowest == pytest.approx(
+                    dense_floors(calibration, asked)[chunks_lang], abs=0.1
+                )
+            assert floored.sources[0].chunk_id == scanned.sources[0].chunk_id
+
+
+def test_a_floor_above_every_cosine_still_ranks_by_both_sides(
+    kb_copy: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A floor no chunk reaches (a question far from all of the calibration's) must not flatten
+    the dense side: its lowest falls back to the question's own lowest hit."""
+    monkeypatch.setattr(answerability, "FLOOR_FROM_CHUNKS", 1)
+    path = kb_copy / "default" / "answerability.json"
+    data = json.loads(path.read_text(encoding="utf-8"))
+    data["floor"] = {asked: dict.fromkeys(floors, 0.999) for asked, floors in data["floor"].items()}
+    path.write_text(json.dumps(data), encoding="utf-8")
+    settings = load_settings().settings
+    with open_engine(settings, purpose="read") as engine:
+        for question in SAMPLE_QUESTIONS[:4]:
+            floored = retrieve(RetrievalQuery(question, top_k=3), engine)
+            scanned = retrieve(RetrievalQuery(question, top_k=3), engine, scan_lowest=True)
+            assert floored.sources[0].chunk_id == scanned.sources[0].chunk_id
+            assert len({round(s.score, 6) for s in floored.sources}) == len(floored.sources)
 
 
 def test_a_source_in_the_other_language_is_rated_against_its_own_language(
@@ -64,14 +135,16 @@ def test_a_source_in_the_other_language_is_rated_against_its_own_language(
     assert "Monday at 10:00 UTC" in payload["answer"]
 
 
-def test_a_baseline_without_per_language_parts_is_rebuilt_by_the_next_ingest(
-    runner: CliRunner, kb_copy: Path, real_kb: dict[str, Path]
+@pytest.mark.parametrize("part", ["written_in", "floor"])
+def test_a_baseline_without_a_part_is_rebuilt_by_the_next_ingest(
+    runner: CliRunner, kb_copy: Path, real_kb: dict[str, Path], part: str
 ) -> None:
-    """A knowledge base calibrated before the per-language baselines keeps answering with its old
-    baseline, and the next `kb ingest` (nothing changed) replaces it."""
+    """A knowledge base calibrated before the per-language baselines (or the floors) keeps
+    answering with its old baseline (hybrid search scans for each language's lowest cosine), and
+    the next `kb ingest` (nothing changed) replaces it."""
     path = kb_copy / "default" / "answerability.json"
     data = json.loads(path.read_text(encoding="utf-8"))
-    del data["written_in"]
+    del data[part]
     path.write_text(json.dumps(data), encoding="utf-8")
     asked = runner.invoke(app, ["ask", SAMPLE_QUESTIONS[0], "--json"])
     assert asked.exit_code == 0, asked.stdout + asked.stderr
@@ -82,6 +155,7 @@ def test_a_baseline_without_per_language_parts_is_rebuilt_by_the_next_ingest(
     rebuilt = load_calibration(kb_copy / "default")
     assert rebuilt is not None
     assert set(rebuilt["written_in"]) == {"en", "zh"}
+    assert set(rebuilt["floor"]) == {"en", "zh"}
 
 
 @pytest.mark.parametrize("question", OFF_TOPIC)
