@@ -68,6 +68,9 @@ class Hit:
     payload: dict[str, Any]
 
 
+COUNTED = Hit("", 0.0, {})  # every hit of a `count_only` search (read-only: shared)
+
+
 @dataclass(frozen=True)
 class Search:
     """One search of a batch over chunks: by dense `vector` (cosine) or keyword `text` (BM25-style),
@@ -80,7 +83,7 @@ class Search:
     ids: Sequence[str] | None = None
     with_payload: bool = True
     rough: bool = False  # an approximate answer will do: indexed segments search a narrower beam
-    # Only how many hits there are matters: they come back without ids or payloads (id "").
+    # Only how many hits there are matters: each comes back as `COUNTED` (no id, score or payload).
     count_only: bool = False
 
 

@@ -18,6 +18,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, ClassVar
 
 from stores.contract import (
+    COUNTED,
     ChunkPoint,
     CollectionMismatch,
     Conditions,
@@ -74,10 +75,10 @@ def to_hit(point: Any) -> Hit:
 
 
 def _hits(points: Iterable[Any], count_only: bool) -> list[Hit]:
-    """Scored points as `Hit`s; for a count, without reading their ids (Qdrant Edge builds a
-    `uuid.UUID` for each: most of the cost of the term counts a question asks for)."""
+    """Scored points as `Hit`s; for a count, as many `COUNTED`, without reading a point (Qdrant
+    Edge builds a `uuid.UUID` for each id read: most of the cost of a question's term counts)."""
     if count_only:
-        return [Hit("", float(p.score), {}) for p in points]
+        return [COUNTED] * sum(1 for _ in points)
     return [to_hit(p) for p in points]
 
 

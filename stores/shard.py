@@ -27,6 +27,7 @@ from typing import Any
 import qdrant_edge as qe
 
 from stores.contract import (
+    COUNTED,
     ChunkPoint,
     Conditions,
     Hit,
@@ -48,10 +49,10 @@ from stores.points import (
 )
 
 INDEX_AFTER = 20_000  # chunks a segment holds before it is indexed (HNSW); fewer: exact search
-# Scores of `count_only` searches' hits kept until the next write (at most this many, oldest dropped
-# first): a question's keyword counts cost ~2 ms on SciFact, and questions share half their keywords
-# (SciFact's 300: 2,675 keywords, 1,334 distinct). ~32 bytes a score: at most ~6 MB.
-COUNTS_KEPT = 200_000
+# `count_only` searches' counts kept until the next write (at most this many searches, oldest
+# dropped first): a question's keyword counts cost ~2 ms on SciFact, and questions share half their
+# keywords (SciFact's 300: 2,675 keywords, 1,334 distinct). ~200 bytes a search: at most ~4 MB.
+COUNTS_KEPT = 20_000
 # Indexed segments search int8 copies of the vectors, then rescore twice the asked number with the
 # original vectors: every cosine kb sees is exact (without rescoring Edge returns the int8 estimate,
 # 0.90 for 0.95) and recall stays whole. Measured on SciFact's real e5 vectors, 100 nearest: int8
@@ -85,8 +86,7 @@ class EdgeShardStore(PointStore):
         # holds the lock.
         self._facets: dict[str, dict[Any, int]] = {}
         self._counts: dict[str, int] = {}
-        self._counted: dict[str, tuple[float, ...]] = {}  # a count_only search -> hits' scores
-        self._counted_hits = 0
+        self._counted: dict[str, int] = {}  # a count_only search -> how many hits
         # Taken by every call on the shard and held across a file's replacement: other threads
         # (`stores.remote.ReadServer`, serving other processes' questions) read between whole files.
         self.guard = threading.RLock()
@@ -220,22 +220,20 @@ class EdgeShardStore(PointStore):
             todo = [s for s, k in zip(searches, known, strict=True) if k is None]
             asked = iter(super().search_many(todo))
             out: list[list[Hit]] = []
-            for key, scores in zip(keys, known, strict=True):
-                if scores is not None:
-                    out.append([Hit("", score, {}) for score in scores])
+            for key, count in zip(keys, known, strict=True):
+                if count is not None:
+                    out.append([COUNTED] * count)
                     continue
                 hits = next(asked)
                 if key is not None:
-                    self._keep_count(key, hits)
+                    self._keep_count(key, len(hits))
                 out.append(hits)
             return out
 
-    def _keep_count(self, key: str, hits: list[Hit]) -> None:
-        self._counted[key] = tuple(hit.score for hit in hits)
-        self._counted_hits += len(hits)
-        while self._counted_hits > COUNTS_KEPT:
-            oldest = next(iter(self._counted))
-            self._counted_hits -= len(self._counted.pop(oldest))
+    def _keep_count(self, key: str, count: int) -> None:
+        if len(self._counted) >= COUNTS_KEPT:
+            del self._counted[next(iter(self._counted))]  # the oldest
+        self._counted[key] = count
 
     # -- Qdrant Edge's primitives ---------------------------------------------------------------
 
@@ -245,7 +243,6 @@ class EdgeShardStore(PointStore):
             self._facets.clear()
             self._counts.clear()
             self._counted.clear()
-            self._counted_hits = 0
             self._shard.update(operation)
 
     def _client_point(self, point_id: str, vector: dict[str, Any], payload: dict[str, Any]) -> Any:
