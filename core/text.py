@@ -398,6 +398,22 @@ _MD_HEADING = re.compile(r"^\s{0,3}#{1,6}\s")
 _ITEM = re.compile(r"^\s*(?:[-*+•]\s|\d+[.)]\s|\|)")
 _SENTENCE_STOP = re.compile(r"[.!?。！？]\s*$")
 _LINE_END = re.compile(r"[.!?;:,。！？；：，、)\]\"'”’]\s*$")
+# The section labels of a structured abstract (scientific and medical papers), written inline in
+# capitals: "BACKGROUND Vitamin D ... RESULTS We found ...". A sentence starting with one gets the
+# label as a title of its own, not glued to its first words. Words, not any capitals: "NASA
+# Administrator ..." keeps its acronym.
+_LABEL_WORDS = (
+    "ABSTRACT|ACQUISITION|AIMS?|AND|BACKGROUND|CASE|CLINICAL|CONCLUSIONS?|CONTEXT|DATA|DESIGN|"
+    "DISCUSSION|EVIDENCE|EXTRACTION|FINDINGS|FUNDING|IMPORTANCE|INTERPRETATION|INTERVENTIONS?|"
+    "INTRODUCTION|LIMITATIONS|MAIN|MATERIALS|MEASUREMENTS?|MEASURES?|METHODOLOGY|METHODS?|"
+    "OBJECTIVES?|OF|OUTCOMES?|PARTICIPANTS|PATIENTS|PRINCIPAL|PURPOSE|RATIONALE|REGISTRATION|"
+    "RELEVANCE|REPORT|RESULTS|REVIEW|SELECTION|SETTINGS?|SIGNIFICANCE|SOURCES|STUDY|SUMMARY|"
+    "SYNTHESIS|TRIAL"
+)
+_JOINERS = ("AND", "OF")  # label words that neither start nor end a label
+_ABSTRACT_LABEL = re.compile(
+    rf"^((?:{_LABEL_WORDS})(?:\s*(?:&|/|,)?\s*(?:{_LABEL_WORDS}))*)\s*[:.]?\s+(?=[A-Z0-9(\"“])"
+)
 _EN_BREAK = re.compile(r"[.!?;](?:[\"')\]”’]*)(?=\s+)")
 _ZH_BREAK = re.compile(r"[。！？；]+[”’」』)）]*")
 _WORD_BEFORE = re.compile(r"([\w.]+)$")
@@ -418,8 +434,9 @@ class AnswerUnit:
 
 def answer_units(text: str) -> list[AnswerUnit]:
     """A chunk as clean sentences: underline rows dropped, title lines kept apart (Markdown `#`,
-    setext `===`, or a short unpunctuated line before a paragraph), lines wrapped inside a
-    paragraph joined, and no break after "e.g.", "Dr.", initials or inside numbers."""
+    setext `===`, a short unpunctuated line before a paragraph, or a structured abstract's inline
+    label), lines wrapped inside a paragraph joined, and no break after "e.g.", "Dr.", initials or
+    inside numbers."""
     lines = text.splitlines()
     blocks: list[tuple[bool, list[str]]] = []  # (heading, lines)
     current: list[str] = []
@@ -462,8 +479,24 @@ def answer_units(text: str) -> list[AnswerUnit]:
         if heading:
             units.append(AnswerUnit(joined, True, number))
             continue
-        units.extend(AnswerUnit(s, False, number) for s in _sentences(joined))
+        for sentence in _sentences(joined):
+            label, rest = _abstract_label(sentence)
+            if label:
+                units.append(AnswerUnit(label, True, number))
+            units.append(AnswerUnit(rest, False, number))
     return units
+
+
+def _abstract_label(sentence: str) -> tuple[str, str]:
+    """A structured abstract's inline label at the start of `sentence`, and the sentence after it
+    (no label: "" and the sentence)."""
+    found = _ABSTRACT_LABEL.match(sentence)
+    if found is None:
+        return "", sentence
+    words = found.group(1).replace("/", " ").split()
+    if words[0] in _JOINERS or words[-1] in _JOINERS:
+        return "", sentence
+    return found.group(1), sentence[found.end() :]
 
 
 def _looks_like_title(line: str, following: str) -> bool:

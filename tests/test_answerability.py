@@ -329,6 +329,51 @@ def test_title_lines_are_not_glued_to_sentences() -> None:
     assert "Escalation" not in answer
 
 
+ABSTRACT = (
+    "# Vitamin D and fractures in older adults\n\n"
+    "BACKGROUND Low vitamin D is common in older adults and is linked to falls. "
+    "METHODS We followed 2,686 people aged 65 to 85 for five years. "
+    "RESULTS Taking 100,000 IU of vitamin D every four months cut first fractures by 22%. "
+    "CONCLUSIONS AND RELEVANCE A dose every four months prevents fractures at little cost.\n"
+)
+
+
+def test_a_structured_abstracts_labels_are_titles_not_sentence_starts() -> None:
+    """Papers' abstracts carry their section labels inline ("RESULTS Taking ..."): each becomes a
+    title of its own, so an answer quotes the sentence without it. Capitals that are not labels
+    ("NASA Administrator") stay in their sentence."""
+    units = [(u.text, u.heading) for u in answer_units(ABSTRACT)]
+    assert ("RESULTS", True) in units
+    assert ("CONCLUSIONS AND RELEVANCE", True) in units
+    assert (
+        "Taking 100,000 IU of vitamin D every four months cut first fractures by 22%.",
+        False,
+    ) in units
+    assert not [text for text, heading in units if not heading and text.isupper()]
+    kept = [
+        u.text for u in answer_units("NASA Administrator Bill Nelson spoke. SUMMARY OF THE day.")
+    ]
+    assert kept == ["NASA Administrator Bill Nelson spoke.", "SUMMARY OF THE day."]
+
+
+def test_an_abstracts_answer_quotes_the_sentence_without_its_label(
+    runner: CliRunner, tmp_path: Path
+) -> None:
+    """Through `kb ingest` and `kb ask` (the real embedder and store) on a paper's abstract."""
+    docs = tmp_path / "papers"
+    docs.mkdir()
+    (docs / "vitamin-d.md").write_text(ABSTRACT, encoding="utf-8")
+    done = runner.invoke(app, ["ingest", str(docs), "--json"])
+    assert done.exit_code == 0, done.stdout + done.stderr
+    asked = runner.invoke(app, ["ask", "By how much did vitamin D cut first fractures?", "--json"])
+    assert asked.exit_code == 0, asked.stdout + asked.stderr
+    answer = json.loads(asked.stdout)["answer"]
+    assert "Taking 100,000 IU of vitamin D every four months cut first fractures by 22%." in answer
+    assert not [
+        label for label in ("BACKGROUND", "METHODS", "RESULTS", "CONCLUSIONS") if label in answer
+    ]
+
+
 def test_underline_rows_never_reach_an_answer() -> None:
     text = "RELEASE NOTES\n=============\n\nThe server listens on port 8743.\n-----------\n"
     answer, _ = extractive_answer("Which port does the server listen on?", [_source(text)])
