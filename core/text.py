@@ -416,7 +416,7 @@ _ABSTRACT_LABEL = re.compile(
 )
 _EN_BREAK = re.compile(r"[.!?;](?:[\"')\]”’]*)(?=\s+)")
 _ZH_BREAK = re.compile(r"[。！？；]+[”’」』)）]*")
-_WORD_BEFORE = re.compile(r"([\w.]+)$")
+_WORD_BEFORE = re.compile(r"(?<![\w-])([\w.]+)$")  # a whole word: "Hi-C." ends no initial
 _OPEN = "(（[［【"
 _CLOSE = ")）]］】"
 _BRACKET_REACH = 160  # characters: how far ahead an open bracket's close is looked for

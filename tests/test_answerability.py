@@ -354,6 +354,12 @@ def test_a_structured_abstracts_labels_are_titles_not_sentence_starts() -> None:
         u.text for u in answer_units("NASA Administrator Bill Nelson spoke. SUMMARY OF THE day.")
     ]
     assert kept == ["NASA Administrator Bill Nelson spoke.", "SUMMARY OF THE day."]
+    hyphened = answer_units("Domains were found by Hi-C.  CONCLUSIONS Our results suggest a role.")
+    assert [(u.text, u.heading) for u in hyphened] == [
+        ("Domains were found by Hi-C.", False),  # "C." after a hyphen is no initial
+        ("CONCLUSIONS", True),
+        ("Our results suggest a role.", False),
+    ]
 
 
 def test_an_abstracts_answer_quotes_the_sentence_without_its_label(
