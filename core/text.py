@@ -401,7 +401,7 @@ _LINE_END = re.compile(r"[.!?;:,。！？；：，、)\]\"'”’]\s*$")
 # The section labels of a structured abstract (scientific and medical papers), written inline in
 # capitals: "BACKGROUND Vitamin D ... RESULTS We found ...". A sentence starting with one gets the
 # label as a title of its own, not glued to its first words. Words, not any capitals: "NASA
-# Administrator ..." keeps its acronym.
+# Administrator ..." keeps its acronym, and text in capitals ("REVIEW THE TERMS") is no label.
 _LABEL_WORDS = (
     "ABSTRACT|ACQUISITION|AIMS?|AND|BACKGROUND|CASE|CLINICAL|CONCLUSIONS?|CONTEXT|DATA|DESIGN|"
     "DISCUSSION|EVIDENCE|EXTRACTION|FINDINGS|FUNDING|IMPORTANCE|INTERPRETATION|INTERVENTIONS?|"
@@ -494,9 +494,10 @@ def _abstract_label(sentence: str) -> tuple[str, str]:
     if found is None:
         return "", sentence
     words = found.group(1).replace("/", " ").split()
-    if words[0] in _JOINERS or words[-1] in _JOINERS:
-        return "", sentence
-    return found.group(1), sentence[found.end() :]
+    rest = sentence[found.end() :]
+    if words[0] in _JOINERS or words[-1] in _JOINERS or not any(c.islower() for c in rest):
+        return "", sentence  # a sentence in capitals throughout is no labelled one
+    return found.group(1), rest
 
 
 def _looks_like_title(line: str, following: str) -> bool:

@@ -341,7 +341,7 @@ ABSTRACT = (
 def test_a_structured_abstracts_labels_are_titles_not_sentence_starts() -> None:
     """Papers' abstracts carry their section labels inline ("RESULTS Taking ..."): each becomes a
     title of its own, so an answer quotes the sentence without it. Capitals that are not labels
-    ("NASA Administrator") stay in their sentence."""
+    ("NASA Administrator"), and sentences in capitals throughout, stay whole."""
     units = [(u.text, u.heading) for u in answer_units(ABSTRACT)]
     assert ("RESULTS", True) in units
     assert ("CONCLUSIONS AND RELEVANCE", True) in units
@@ -350,10 +350,16 @@ def test_a_structured_abstracts_labels_are_titles_not_sentence_starts() -> None:
         False,
     ) in units
     assert not [text for text, heading in units if not heading and text.isupper()]
-    kept = [
-        u.text for u in answer_units("NASA Administrator Bill Nelson spoke. SUMMARY OF THE day.")
+    text = "NASA Administrator Bill Nelson spoke. SUMMARY OF THE day. REVIEW THE TERMS BELOW."
+    kept = [u.text for u in answer_units(text)]
+    assert kept == [
+        "NASA Administrator Bill Nelson spoke.",
+        "SUMMARY OF THE day.",
+        "REVIEW THE TERMS BELOW.",
     ]
-    assert kept == ["NASA Administrator Bill Nelson spoke.", "SUMMARY OF THE day."]
+    for sentence in ("A total of 120 patients took part.", "LDL cholesterol has a causal role."):
+        units = [(u.text, u.heading) for u in answer_units(f"RESULTS {sentence}")]
+        assert units == [("RESULTS", True), (sentence, False)]
     hyphened = answer_units("Domains were found by Hi-C.  CONCLUSIONS Our results suggest a role.")
     assert [(u.text, u.heading) for u in hyphened] == [
         ("Domains were found by Hi-C.", False),  # "C." after a hyphen is no initial
