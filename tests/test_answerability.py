@@ -357,9 +357,13 @@ def test_a_structured_abstracts_labels_are_titles_not_sentence_starts() -> None:
         "SUMMARY OF THE day.",
         "REVIEW THE TERMS BELOW.",
     ]
-    for sentence in ("A total of 120 patients took part.", "LDL cholesterol has a causal role."):
-        units = [(u.text, u.heading) for u in answer_units(f"RESULTS {sentence}")]
-        assert units == [("RESULTS", True), (sentence, False)]
+    for label, sentence in (
+        ("RESULTS", "A total of 120 patients took part."),
+        ("BACKGROUND", "LDL cholesterol has a causal role."),
+        ("MATERIAL AND METHODS", "We studied 123 women."),
+    ):
+        units = [(u.text, u.heading) for u in answer_units(f"{label} {sentence}")]
+        assert units == [(label, True), (sentence, False)]
     hyphened = answer_units("Domains were found by Hi-C.  CONCLUSIONS Our results suggest a role.")
     assert [(u.text, u.heading) for u in hyphened] == [
         ("Domains were found by Hi-C.", False),  # "C." after a hyphen is no initial
