@@ -22,19 +22,19 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 
 from core.answerability import (
+    SENTENCES_READ,
     Thresholds,
     Verdict,
     WordVectors,
     decide,
-    load_calibration,
-    translated_coverages,
+    sentence_matches,
 )
 from core.engine import Engine
 from core.errors import NothingToAnswerFrom
 from core.prompts import NOT_FOUND, answer_messages, not_found_text
 from core.results import Answer, Source
 from core.retrieve import Retrieval
-from core.text import NO_LANGUAGE, answer_units, detect_language, tokenize
+from core.text import NO_LANGUAGE, answer_sentences, detect_language, tokenize
 
 MAX_ANSWER_SENTENCES = 3
 OnEvent = Callable[[str, str], None]  # (kind, text): kind is "token" or "thinking"
@@ -170,7 +170,7 @@ def judge(retrieval: Retrieval, engine: Engine) -> Verdict:
     threshold alone (0: never refuse)."""
     configured = engine.settings.retrieval.min_score
     if configured == "auto":
-        calibration = load_calibration(engine.kb_dir)
+        calibration = retrieval.calibration
         return decide(retrieval, calibration, engine.refusal, words=engine.word_vectors)
     return decide(retrieval, None, Thresholds(), fallback=float(configured), keywords=False)
 
@@ -274,9 +274,6 @@ RANK_STEP = 0.02  # per rank, for sources without a calibrated relevance
 NEIGHBOUR_WEIGHT = 0.3
 TOPIC_WEIGHT = 0.25  # a follow-up's topic words, next to its own (`kb chat`)
 
-_SHORT_LINE = 48  # characters: a title line or a line after a colon this short may be the answer
-_VERSION_OR_DATE = re.compile(r"\d+(?:\.\d+){1,3}|\d{4}[-/.年]\d{1,2}")
-
 
 Nearest = Callable[[list[str]], int]  # the index of the sentence nearest the question
 
@@ -299,9 +296,10 @@ def extractive_answer(
     Falls back to the opening of the best source when no sentence shares a word with the question.
     A source in another language than the question shares no word with it. When the most relevant
     source is one, the answer opens with the LEADS sentences of the top LEAD_SOURCES sources in
-    other languages nearest the question: the cosine of their USE vectors, plus the share of the
-    question's words they translate (`core.answerability.translated_coverage`), plus a part of
-    their source's relevance (`words`: USE's vectors of words and short texts). Without them, with
+    other languages nearest the question: their `core.answerability.sentence_matches` (the cosine
+    of their USE vectors plus the share of the question's words they translate, the signal that
+    decided the question answerable), plus a part of their source's relevance (`words`: USE's
+    vectors of words and short texts). Without them, with
     the most relevant source's sentence nearest the question by `nearest` (the knowledge base's
     embedder), else its opening.
     `asked`: what the person typed when `question` is a chat follow-up asked with its topic ("那内存
@@ -313,7 +311,7 @@ def extractive_answer(
     sentences: list[tuple[int, int, str, set[str]]] = []
     frequency: Counter[str] = Counter()
     for rank, source in enumerate(sources):
-        for order, text in enumerate(_answer_sentences(source)):
+        for order, text in enumerate(answer_sentences(source.text, source.headings)):
             tokens = set(tokenize(text))
             if not tokens:
                 continue
@@ -387,33 +385,31 @@ def _other_language_leads(
         candidates = [
             (source, order, text)
             for source in across
-            for order, text in enumerate(_answer_sentences(source)[:LEAD_CANDIDATES])
+            for order, text in enumerate(
+                answer_sentences(source.text, source.headings)[:LEAD_CANDIDATES]
+            )
         ]
         if not candidates:
             return []
-        texts = [text for _, _, text in candidates]
-        meaning = words(texts) @ words([question])[0]
-        translated = translated_coverages(question, texts, words) or [0.0] * len(texts)
+        matches = sentence_matches(question, [text for _, _, text in candidates], words)
         scored = [
             _Scored(
-                float(near) + share + LEAD_RELEVANCE * (source.relevance or 0.0),
+                match + LEAD_RELEVANCE * (source.relevance or 0.0),
                 source.n,
                 order - LEAD_CANDIDATES,  # before the sentences found by shared words
                 text,
             )
-            for (source, order, text), near, share in zip(
-                candidates, meaning, translated, strict=True
-            )
+            for (source, order, text), match in zip(candidates, matches, strict=True)
         ]
         return sorted(scored, key=lambda s: -s.score)[:LEADS]
-    opening = _answer_sentences(top)
+    opening = answer_sentences(top.text, top.headings)
     if not opening:
         return []
     pick = nearest(opening[:LEAD_CANDIDATES]) if nearest is not None and len(opening) > 1 else 0
     return [_Scored(1.0, top.n, -1, opening[pick])]
 
 
-LEAD_CANDIDATES = 16  # sentences of an other-language source compared with the question
+LEAD_CANDIDATES = SENTENCES_READ  # sentences of an other-language source read (the decision's too)
 # An answer across languages opens with the LEADS sentences, of the top LEAD_SOURCES sources in
 # another language, that score best: USE cosine to the question + translated word coverage +
 # LEAD_RELEVANCE x their source's relevance. Chinese XQuAD questions on the English articles and
@@ -437,32 +433,3 @@ def nearest_to(question: str, engine: Engine) -> Nearest:
         return max(range(len(scores)), key=scores.__getitem__)
 
     return nearest
-
-
-def _answer_sentences(source: Source) -> list[str]:
-    """A source's sentences as an answer shows them: no title lines or underline rows; a short
-    title with a digit before the sentences under it; a line ending in a colon with the next one."""
-    units = answer_units(source.text)
-    headings = set(source.headings)
-    out: list[str] = []
-    title = ""
-    taken = -1  # the unit a line ending in a colon took with it: not a sentence again
-    for index, unit in enumerate(units):
-        if index == taken:
-            continue
-        if unit.heading:
-            short = len(unit.text) <= _SHORT_LINE
-            title = unit.text if short and _VERSION_OR_DATE.search(unit.text) else ""
-            continue
-        text = unit.text
-        if text in headings:
-            continue
-        if text.endswith((":", "：")) and index + 1 < len(units):
-            after = units[index + 1].text
-            if len(after) <= _SHORT_LINE:
-                text = f"{text} {after}"
-                taken = index + 1
-        if title and title not in text:
-            text = f"{title}: {text}"
-        out.append(text)
-    return out

@@ -115,6 +115,9 @@ class Retrieval:
     # chunks were searched: the rarity of its words, for `core.answerability`.
     term_chunks: dict[str, int] = field(default_factory=dict)
     chunks: int = 0
+    # The knowledge base's baseline the relevances were computed against (`core.answerability`),
+    # read once: the decision to answer uses the same one.
+    calibration: dict[str, Any] | None = None
 
 
 @dataclass
@@ -318,6 +321,7 @@ def retrieve(
         language_best=language_best,
         language_lowest=language_lowest,
         term_chunks=term_chunks,
+        calibration=calibration,
         chunks=count or (shard.count() if terms else 0),
         timings={
             "embed_s": round(embedded - embed_began, 4),

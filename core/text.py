@@ -13,7 +13,7 @@ import re
 import unicodedata
 import zlib
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cache, lru_cache
 
@@ -420,6 +420,8 @@ _WORD_BEFORE = re.compile(r"(?<![\w-])([\w.]+)$")  # a whole word: "Hi-C." ends 
 _OPEN = "(（[［【"
 _CLOSE = ")）]］】"
 _BRACKET_REACH = 160  # characters: how far ahead an open bracket's close is looked for
+_SHORT_LINE = 48  # characters: a title line or a line after a colon this short may be the answer
+_VERSION_OR_DATE = re.compile(r"\d+(?:\.\d+){1,3}|\d{4}[-/.年]\d{1,2}")
 
 
 @dataclass(frozen=True)
@@ -485,6 +487,36 @@ def answer_units(text: str) -> list[AnswerUnit]:
                 units.append(AnswerUnit(label, True, number))
             units.append(AnswerUnit(rest, False, number))
     return units
+
+
+def answer_sentences(text: str, headings: Sequence[str] = ()) -> list[str]:
+    """A chunk's sentences as an answer shows them (`answer_units`): no title lines, nor a line
+    that is one of the chunk's `headings`; a short title holding a number (a version, a date) put
+    before the sentences under it; a line ending in a colon with the short line after it."""
+    units = answer_units(text)
+    titles = set(headings)
+    out: list[str] = []
+    title = ""
+    taken = -1  # the unit a line ending in a colon took with it: not a sentence again
+    for index, unit in enumerate(units):
+        if index == taken:
+            continue
+        if unit.heading:
+            short = len(unit.text) <= _SHORT_LINE
+            title = unit.text if short and _VERSION_OR_DATE.search(unit.text) else ""
+            continue
+        sentence = unit.text
+        if sentence in titles:
+            continue
+        if sentence.endswith((":", "：")) and index + 1 < len(units):
+            after = units[index + 1].text
+            if len(after) <= _SHORT_LINE:
+                sentence = f"{sentence} {after}"
+                taken = index + 1
+        if title and title not in sentence:
+            sentence = f"{title}: {sentence}"
+        out.append(sentence)
+    return out
 
 
 def _abstract_label(sentence: str) -> tuple[str, str]:

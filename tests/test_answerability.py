@@ -22,6 +22,7 @@ from core.answerability import (
     Thresholds,
     dense_floors,
     load_calibration,
+    sentence_matches,
     translated_coverage,
     verdict,
 )
@@ -135,11 +136,12 @@ def test_a_source_in_the_other_language_is_rated_against_its_own_language(
     assert "Monday at 10:00 UTC" in payload["answer"]
 
 
-@pytest.mark.parametrize("part", ["written_in", "floor"])
+@pytest.mark.parametrize("part", ["written_in", "floor", "questions"])
 def test_a_baseline_without_a_part_is_rebuilt_by_the_next_ingest(
     runner: CliRunner, kb_copy: Path, real_kb: dict[str, Path], part: str
 ) -> None:
-    """A knowledge base calibrated before the per-language baselines (or the floors) keeps
+    """A knowledge base calibrated before the per-language baselines (the floors, or with other
+    baseline questions) keeps
     answering with its old baseline (hybrid search scans for each language's lowest cosine), and
     the next `kb ingest` (nothing changed) replaces it."""
     path = kb_copy / "default" / "answerability.json"
@@ -156,6 +158,18 @@ def test_a_baseline_without_a_part_is_rebuilt_by_the_next_ingest(
     assert rebuilt is not None
     assert set(rebuilt["written_in"]) == {"en", "zh"}
     assert set(rebuilt["floor"]) == {"en", "zh"}
+    assert rebuilt["questions"] == answerability.BASELINE_ID  # other questions: a new baseline
+
+
+def test_the_baseline_questions_are_not_the_benchmarks_off_topic_ones() -> None:
+    """The off-topic questions measure the refusal: asked at ingest too, they would be refused by
+    construction."""
+    rows = (REPO / "benchmarks" / "data" / "offtopic.jsonl").read_text(encoding="utf-8")
+    measured = {json.loads(line)["question"] for line in rows.splitlines() if line.strip()}
+    asked = {q for questions in answerability.BASELINE.values() for q in questions}
+    assert len(measured) >= 100
+    assert len(asked) == 64
+    assert not asked & measured
 
 
 @pytest.mark.parametrize("question", OFF_TOPIC)
@@ -242,11 +256,12 @@ def test_an_english_knowledge_base_weighs_a_chinese_question_by_its_words(
     assert refused.exit_code == ExitCode.NO_ANSWER, refused.stdout + refused.stderr
     payload = json.loads(refused.stdout)
     assert payload["refusal"].startswith("cross_support ")
-    assert "translated_coverage" in payload["refusal"]
+    assert "sentence_match" in payload["refusal"]
     assert (
         payload["signals"]["coverage"] is None
     )  # no word in common: the same-language rule is out
     assert payload["signals"]["translated_coverage"] < 0.4
+    assert payload["signals"]["sentence_match"] < 0.2
     for question, gold in (
         ("Lumen 服务器默认监听哪个端口？", "8743"),
         ("值班交接是在每周什么时间进行的？", "Monday at 10:00 UTC"),
@@ -255,6 +270,7 @@ def test_an_english_knowledge_base_weighs_a_chinese_question_by_its_words(
         assert answered.exit_code == 0, answered.stdout + answered.stderr
         found = json.loads(answered.stdout)
         assert found["signals"]["translated_coverage"] > 0.6
+        assert found["signals"]["sentence_match"] > 0.5  # a sentence holds the topic
         # the English sentences holding the answer lead it (picked by USE: no word is shared)
         assert gold in found["answer"]
 
@@ -296,23 +312,40 @@ def test_translated_coverage_is_the_share_of_question_words_with_a_translation()
     assert translated_coverage("什么？", ["Weather."], words) is None  # no topic word
 
 
+def test_a_sentence_match_needs_the_words_in_one_sentence() -> None:
+    """Each sentence alone: the question's words found one here and one there do not add up (the
+    translated coverage of the three together would be whole)."""
+    words = _fake_words({"天气": "weather", "北京": "beijing"})
+    sentences = ["Weather in Beijing.", "The weather was fine.", "Beijing is large."]
+    # the fake vectors give a sentence no cosine to the question: the scores are the shares
+    assert sentence_matches("北京天气", sentences, words) == [1.0, 0.5, 0.5]
+    assert sentence_matches("北京天气", sentences[1:], words) == [0.5, 0.5]
+    assert translated_coverage("北京天气", sentences[1:], words) == 1.0
+    assert sentence_matches("北京天气", [], words) == []
+
+
 def test_a_cross_support_refusal_names_both_parts() -> None:
     found: dict[str, float | None] = {
         "dense": 0.5,
         "dense_z": 1.0,
         "coverage": None,
-        "translated_coverage": 0.25,
+        "translated_coverage": 0.5,
+        "sentence_match": 0.25,
     }
     rule = Thresholds(dense_z=0.5, cross_support=4.0)
     refused = verdict(found, rule)
     assert not refused.answerable
     assert refused.reason() == (
-        "cross_support 2.50 < threshold 4.00 (dense_z 1.00 + 6 x translated_coverage 0.25)"
+        "cross_support 2.50 < threshold 4.00 (dense_z 1.00 + 6 x sentence_match 0.25)"
     )
-    assert verdict({**found, "translated_coverage": 0.75}, rule).answerable
+    assert verdict({**found, "sentence_match": 0.75}, rule).answerable
+    # thresholds fitted on the top sources' words read that signal instead
+    words = Thresholds(dense_z=0.5, cross_support=4.0, cross_signal="translated_coverage")
+    assert not verdict({**found, "translated_coverage": 0.25}, words).answerable
+    assert verdict(found, words).answerable  # 1.00 + 6 x 0.5 = 4.00
     # an embedder without that rule decides on dense_z alone, as before
     assert verdict(found, Thresholds(dense_z=0.5)).answerable
-    assert verdict({**found, "translated_coverage": None}, rule).answerable
+    assert verdict({**found, "sentence_match": None}, rule).answerable
 
 
 # -------------------------------------------------------------------------------- extractive
