@@ -256,12 +256,14 @@ def test_an_english_knowledge_base_weighs_a_chinese_question_by_its_words(
     assert refused.exit_code == ExitCode.NO_ANSWER, refused.stdout + refused.stderr
     payload = json.loads(refused.stdout)
     assert payload["refusal"].startswith("cross_support ")
-    assert "sentence_match" in payload["refusal"]
+    assert "translated_match" in payload["refusal"]
     assert (
         payload["signals"]["coverage"] is None
     )  # no word in common: the same-language rule is out
     assert payload["signals"]["translated_coverage"] < 0.4
     assert payload["signals"]["sentence_match"] < 0.2
+    found = payload["signals"]
+    assert found["translated_match"] == min(found["translated_coverage"], found["sentence_match"])
     for question, gold in (
         ("Lumen 服务器默认监听哪个端口？", "8743"),
         ("值班交接是在每周什么时间进行的？", "Monday at 10:00 UTC"),
@@ -271,6 +273,7 @@ def test_an_english_knowledge_base_weighs_a_chinese_question_by_its_words(
         found = json.loads(answered.stdout)
         assert found["signals"]["translated_coverage"] > 0.6
         assert found["signals"]["sentence_match"] > 0.5  # a sentence holds the topic
+        assert found["signals"]["translated_match"] > 0.5
         # the English sentences holding the answer lead it (picked by USE: no word is shared)
         assert gold in found["answer"]
 
@@ -331,21 +334,22 @@ def test_a_cross_support_refusal_names_both_parts() -> None:
         "coverage": None,
         "translated_coverage": 0.5,
         "sentence_match": 0.25,
+        "translated_match": 0.25,
     }
     rule = Thresholds(dense_z=0.5, cross_support=4.0)
     refused = verdict(found, rule)
     assert not refused.answerable
     assert refused.reason() == (
-        "cross_support 2.50 < threshold 4.00 (dense_z 1.00 + 6 x sentence_match 0.25)"
+        "cross_support 2.50 < threshold 4.00 (dense_z 1.00 + 6 x translated_match 0.25)"
     )
-    assert verdict({**found, "sentence_match": 0.75}, rule).answerable
-    # thresholds fitted on the top sources' words read that signal instead
+    assert verdict({**found, "translated_match": 0.5}, rule).answerable  # 1.00 + 6 x 0.5 = 4.00
+    # thresholds fitted on one of the parts (the benchmark's comparisons) read that one instead
     words = Thresholds(dense_z=0.5, cross_support=4.0, cross_signal="translated_coverage")
+    assert verdict(found, words).answerable
     assert not verdict({**found, "translated_coverage": 0.25}, words).answerable
-    assert verdict(found, words).answerable  # 1.00 + 6 x 0.5 = 4.00
     # an embedder without that rule decides on dense_z alone, as before
     assert verdict(found, Thresholds(dense_z=0.5)).answerable
-    assert verdict({**found, "sentence_match": None}, rule).answerable
+    assert verdict({**found, "translated_match": None}, rule).answerable
 
 
 # -------------------------------------------------------------------------------- extractive

@@ -111,8 +111,8 @@ SPECS: Mapping[str, EmbedderSpec] = _table(
         # dense (only for a knowledge base without a baseline): calibrated with `python
         # benchmarks/retrieval.py` on ../shared/data, the value that keeps 99% of answerable
         # questions (SciFact, XQuAD en, zh and zh->en: 3,858 questions; 1st percentile 0.764).
-        # cross_support: across languages, dense_z + 6 x sentence match (all four sets).
-        refusal=Thresholds(cross_support=3.0, dense=0.76),
+        # cross_support: across languages, dense_z + 6 x translated match (all four sets).
+        refusal=Thresholds(cross_support=2.25, dense=0.76),
     ),
     EmbedderSpec(
         "local-int8",
@@ -123,7 +123,7 @@ SPECS: Mapping[str, EmbedderSpec] = _table(
         fingerprint="onnx-int8:multilingual-e5-small-q4",
         encoder="core.embedders.e5int8",
         # local's: the vectors agree to 0.997, so the best-chunk scores do too
-        refusal=Thresholds(cross_support=3.0, dense=0.76),
+        refusal=Thresholds(cross_support=2.25, dense=0.76),
     ),
     EmbedderSpec(
         "local-dual",
@@ -134,9 +134,9 @@ SPECS: Mapping[str, EmbedderSpec] = _table(
         encoder="core.embedders.dual",
         split=384,  # e5 (same-language precision), then USE (cross-language)
         # `benchmarks/answerability.py --provider local-dual`, fitted on all four sets: local's
-        # same-language thresholds (that side is e5's); across languages dense_z plus the best
-        # sentence match (USE), and dense_z alone where that is not known
-        refusal=Thresholds(dense_z=0.5, cross_support=4.25),
+        # same-language thresholds (that side is e5's); across languages dense_z plus the
+        # translated match (USE's word and sentence vectors), and dense_z alone where that is not known
+        refusal=Thresholds(dense_z=0.5, cross_support=4.0),
     ),
     EmbedderSpec(
         "local-dual-int8",
@@ -149,7 +149,7 @@ SPECS: Mapping[str, EmbedderSpec] = _table(
         encoder="core.embedders.dualint8",
         split=384,
         # `benchmarks/answerability.py --provider local-dual-int8`, fitted on all four sets
-        refusal=Thresholds(support=2.5, coverage_weight=4.0, dense_z=0.5, cross_support=4.25),
+        refusal=Thresholds(support=2.5, coverage_weight=4.0, dense_z=0.5, cross_support=4.0),
     ),
     EmbedderSpec(
         "local-use",
