@@ -170,8 +170,7 @@ def judge(retrieval: Retrieval, engine: Engine) -> Verdict:
     threshold alone (0: never refuse)."""
     configured = engine.settings.retrieval.min_score
     if configured == "auto":
-        calibration = retrieval.calibration
-        return decide(retrieval, calibration, engine.refusal, words=engine.word_vectors)
+        return decide(retrieval, retrieval.calibration, engine.refusal, words=engine.word_vectors)
     return decide(retrieval, None, Thresholds(), fallback=float(configured), keywords=False)
 
 
